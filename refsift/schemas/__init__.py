@@ -1,0 +1,12 @@
+"""Explicit pyarrow schemas for every table refsift writes; one module per table.
+
+Role-dependent tables (`tokens`, `examples`) are built from the ordered list of role names,
+e.g. ["model", "reference", "ckpt1"]: their per-role columns are `nll_<role>` (and
+`bpb_<role>`).
+"""
+
+from refsift.schemas.examples import DERIVED_SCORES, examples_schema
+from refsift.schemas.rejected import REJECTED_SCHEMA, REJECT_REASONS
+from refsift.schemas.tokens import tokens_schema
+
+__all__ = ["DERIVED_SCORES", "REJECTED_SCHEMA", "REJECT_REASONS", "examples_schema", "tokens_schema"]

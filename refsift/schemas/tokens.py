@@ -1,0 +1,23 @@
+"""`tokens/*.parquet`: one row per scored window.
+
+`token_ids`, `char_start`, `char_end` and every `nll_<role>` list are aligned position by
+position and hold every token fed to the model, context included. A position whose loss
+this window does not report is null in each `nll_<role>`: the document's first token (no
+left context) and the `context` tokens a window repeats from the one before (scored there).
+"""
+
+import pyarrow as pa
+
+
+def tokens_schema(roles: list[str]) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("window", pa.int32(), nullable=False),
+            pa.field("token_start", pa.int32(), nullable=False),  # document position of token_ids[0]
+            pa.field("token_ids", pa.list_(pa.int32()), nullable=False),
+            pa.field("char_start", pa.list_(pa.int32()), nullable=False),
+            pa.field("char_end", pa.list_(pa.int32()), nullable=False),
+            *(pa.field(f"nll_{role}", pa.list_(pa.float32())) for role in roles),
+        ]
+    )
