@@ -1,2 +1,3 @@
 import setuptools  # Dataflow workers install the package with --setup_file ./setup.py
+
 setuptools.setup()

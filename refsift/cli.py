@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 import sys
 from datetime import datetime
@@ -17,7 +18,7 @@ from importlib import resources
 import refsift
 from refsift.errors import RefsiftError
 
-PASS_THROUGH = {"score"}  # subcommands whose unknown arguments are Beam pipeline options
+PASS_THROUGH = {"score", "select"}  # subcommands whose unknown arguments are Beam pipeline options
 
 
 def sample_inputs() -> list[str]:
@@ -47,8 +48,14 @@ def add_score(sub) -> None:
     p.add_argument("--model", default="smollm2-135m", help="the model you intend to train (theta); default %(default)s")
     p.add_argument("--reference", help="Rho-1 reference / RHO-LOSS irreducible-loss model")
     p.add_argument("--finetuned", help="theta after fine-tuning on the candidate data")
-    p.add_argument("--checkpoint", action="append", default=[], type=_checkpoint, metavar="NAME=PATH",
-                   help="intermediate checkpoint of theta (repeat, in training order)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        type=_checkpoint,
+        metavar="NAME=PATH",
+        help="intermediate checkpoint of theta (repeat, in training order)",
+    )
     p.add_argument("--format", default="auto", choices=["auto", "jsonl", "parquet", "text", "hf"])
     p.add_argument("--text-field", default="text")
     p.add_argument("--id-field", help="default: `id` when a record has one, else a hash of path and row")
@@ -71,13 +78,26 @@ def run_score(args, beam_args: list[str]) -> None:
 
     out = args.out or f"refsift-runs/score-{datetime.now():%Y%m%d-%H%M%S}"
     cfg = ScoreConfig(
-        inputs=tuple(args.inputs or sample_inputs()), out=out, model=args.model, reference=args.reference,
-        finetuned=args.finetuned, checkpoints=tuple(args.checkpoint), format=args.format,
-        text_field=args.text_field, id_field=args.id_field, source_field=args.source_field,
-        text_per_line=args.text_per_line, hf_split=args.hf_split, max_length=args.max_length,
-        context=args.context, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-        trust_remote_code=args.trust_remote_code, overwrite=args.overwrite,
-    )  # fmt: skip
+        inputs=tuple(args.inputs or sample_inputs()),
+        out=out,
+        model=args.model,
+        reference=args.reference,
+        finetuned=args.finetuned,
+        checkpoints=tuple(args.checkpoint),
+        format=args.format,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        source_field=args.source_field,
+        text_per_line=args.text_per_line,
+        hf_split=args.hf_split,
+        max_length=args.max_length,
+        context=args.context,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite,
+    )
     roles = ", ".join(f"{role}={spec}" for role, spec in cfg.roles.items())
     print(f"scoring {' '.join(cfg.inputs)}\n  roles: {roles}\n  out:   {out}", flush=True)
     manifest = score.run(cfg, beam_args)
@@ -85,7 +105,145 @@ def run_score(args, beam_args: list[str]) -> None:
     reasons = ", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()) or "none"
     print(f"documents: read {c['read']} = scored {c['scored']} + rejected {c['rejected']} ({reasons})")
     print(f"tokens scored: {c['tokens_scored']} in {c['windows']} windows, {manifest['wall_time_s']:.1f} s")
-    print(f"query it:  refsift sql {out} \"SELECT source, count(*), avg(nll_model) FROM examples GROUP BY 1\"")
+    print(f'query it:  refsift sql {out} "SELECT source, count(*), avg(nll_model) FROM examples GROUP BY 1"')
+
+
+def add_select(sub) -> None:
+    p = sub.add_parser(
+        "select",
+        help="turn a scored run into a training mixture",
+        description="Selects documents (--by/--where/--budget, --mix or --temperature across sources, exact "
+        "duplicates removed) and, inside them, tokens (--tokens excess: Rho-1 selective language modeling), "
+        "and exports training rows (input_ids, attention_mask, labels with -100 on tokens not trained on) to "
+        "MIX_DIR/data. A Beam pipeline like `score`: unknown options are Beam pipeline options.",
+        epilog="LoBaSS-style band: --where 'nll_model BETWEEN 1.5 AND 4.0 AND nll_finetuned < nll_model' drops "
+        "documents easy under both models and documents too hard for both, before ranking by --by learnability.",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="mixture directory to write")
+    p.add_argument(
+        "--tokens",
+        default="all",
+        choices=["all", "excess", "random"],
+        help="which scored tokens get labels: all, top --ratio by excess loss, or a random --ratio",
+    )
+    p.add_argument("--ratio", type=float, default=0.6, help="share of scored tokens kept (default %(default)s)")
+    p.add_argument(
+        "--scope",
+        default="window",
+        choices=["window", "global"],
+        help="rank tokens within each window (exact count) or against one corpus-wide threshold",
+    )
+    p.add_argument("--by", help="SQL expression over examples columns to rank documents by, e.g. excess_loss")
+    p.add_argument("--order", default="desc", choices=["desc", "asc"])
+    p.add_argument("--where", help="SQL condition over examples columns applied before ranking")
+    p.add_argument("--budget", help="10%% (of documents; of tokens with a mixture), 2000000tok, or N documents")
+    p.add_argument("--mix", help="token shares per source, e.g. code=0.3,prose=0.5,math=0.2")
+    p.add_argument("--temperature", type=float, help="source shares proportional to tokens^(1/T) instead of --mix")
+    p.add_argument(
+        "--upsample",
+        action="store_true",
+        help="repeat the documents of a source that cannot fill its share (default: renormalise others)",
+    )
+    p.add_argument("--keep-duplicates", action="store_true", help="skip exact-duplicate removal")
+    p.add_argument("--seed", type=int, default=0, help="for --tokens random")
+    p.add_argument("--format", default="parquet", choices=["parquet", "jsonl", "hf"])
+    p.add_argument("--name", help="catalog view name suffix (default: MIX_DIR's name): selection_<name>")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=run_select)
+
+
+def run_select(args, beam_args: list[str]) -> None:
+    from refsift.pipelines import select
+
+    cfg = select.SelectConfig(
+        run=args.run_dir,
+        out=args.out,
+        tokens=args.tokens,
+        ratio=args.ratio,
+        scope=args.scope,
+        by=args.by,
+        order=args.order,
+        where=args.where,
+        budget=args.budget,
+        mix=args.mix,
+        temperature=args.temperature,
+        upsample=args.upsample,
+        dedup=not args.keep_duplicates,
+        seed=args.seed,
+        format=args.format,
+        name=args.name,
+        overwrite=args.overwrite,
+    )
+    record = select.run(cfg, beam_args)
+    rows = []
+    for source, s in record["per_source"].items():
+        before, after = s.get("before", {}), s.get("after", {})
+        note = record.get("plan", {}).get("sources", {}).get(source, {}).get("note", "")
+        rows.append(
+            (
+                source,
+                before.get("documents", 0),
+                before.get("tokens", 0),
+                s.get("duplicates", {}).get("documents", 0),
+                s.get("selected_documents", {}).get("documents", 0),
+                after.get("tokens", 0),
+                after.get("selected_tokens", 0),
+                note,
+            )
+        )
+    print(
+        format_table(
+            ["source", "docs", "tokens", "duplicates", "docs_selected", "tokens_out", "tokens_labelled", "note"], rows
+        )
+    )
+    if "threshold" in record:
+        print(f"global excess-loss threshold: {record['threshold']:.4f}")
+    print(f"wrote {args.out}/data ({args.format}) and {args.out}/selection.json")
+    if args.format != "hf":
+        print(f'query it:  refsift sql {args.run_dir} "SELECT source, count(*) FROM {record["view"]} GROUP BY 1"')
+
+
+def add_finetune(sub) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a causal LM on a selection export",
+        description="Trains on MIX_DIR's export with the loss averaged over labelled tokens only (the selective "
+        "LM loss for a token selection) and saves save_pretrained checkpoints usable as --finetuned/--checkpoint.",
+    )
+    p.add_argument("--data", required=True, help="a mixture directory written by refsift select")
+    p.add_argument("--model", required=True, help="model to start from (hub id, directory, smollm2-135m)")
+    p.add_argument("--out", required=True, help="checkpoint directory (final weights; checkpoint-N inside)")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: --epochs over the data)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--save-every", type=int, help="also save checkpoint-N every N steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=run_finetune)
+
+
+def run_finetune(args, _beam_args) -> None:
+    from refsift.pipelines import finetune
+
+    record = finetune.run(
+        data=args.data,
+        model=args.model,
+        out=args.out,
+        steps=args.steps,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        save_every=args.save_every,
+        seed=args.seed,
+        device=args.device,
+    )
+    losses = record["losses"]
+    print(f"trained {record['steps']} steps on {record['rows_trained']} rows: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    print(f"saved {args.out} (use it as --finetuned or --checkpoint NAME={args.out})")
 
 
 def add_sql(sub) -> None:
@@ -136,8 +294,15 @@ def run_sql(args, _beam_args) -> None:
         print(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1))
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments get one line, not the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="refsift",
         description="Score corpora with reference language models, select training data, audit fine-tunes.",
     )
@@ -145,10 +310,18 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_score(sub)
     add_sql(sub)
+    add_select(sub)
+    add_finetune(sub)
     return p
 
 
+def _quiet_beam_import_warning(record: logging.LogRecord) -> bool:
+    # Beam warns at import that optional GCP client libraries are missing; local runs don't need them.
+    return not record.getMessage().startswith("apitools not found")
+
+
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger().addFilter(_quiet_beam_import_warning)
     p = parser()
     args, extra = p.parse_known_args(argv)
     if extra and args.command not in PASS_THROUGH:

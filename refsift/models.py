@@ -175,5 +175,3 @@ def weights_hash(path: Path) -> str:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
-
-

@@ -18,9 +18,7 @@ FIXED_ROLES = ("model", "reference", "finetuned")
 def derive(nll: dict[str, float], checkpoints: list[str]) -> dict[str, float | None]:
     """Derived scores from mean NLLs keyed by role; None where a needed role is absent."""
     model, reference, finetuned = (nll.get(role) for role in FIXED_ROLES)
-    scores: dict[str, float | None] = dict.fromkeys(
-        ("excess_loss", "learnability", "learning_percentage", "novelty")
-    )
+    scores: dict[str, float | None] = dict.fromkeys(("excess_loss", "learnability", "learning_percentage", "novelty"))
     if model is None:
         return scores
     if reference is not None:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -40,18 +40,25 @@ def build(pipeline: beam.Pipeline, cfg: ScoreConfig) -> None:
     schemas = table_schemas(roles)
     fields = Fields(text=cfg.text_field, id=cfg.id_field, source=cfg.source_field)
     read = pipeline | "ReadCorpus" >> ReadCorpus(
-        inputs=list(cfg.inputs), format=cfg.format, fields=fields,
-        text_per_line=cfg.text_per_line, hf_split=cfg.hf_split,
-    )  # fmt: skip
+        inputs=list(cfg.inputs),
+        format=cfg.format,
+        fields=fields,
+        text_per_line=cfg.text_per_line,
+        hf_split=cfg.hf_split,
+    )
     tokenized = read["documents"] | "TokenizeWindows" >> TokenizeWindows(
         tokenizer=cfg.model, max_length=cfg.max_length, context=cfg.context, trust_remote_code=cfg.trust_remote_code
     )
     windows = tokenized["windows"]
     for role, spec in cfg.roles.items():
         windows = windows | f"ScoreTokens[{role}]" >> ScoreTokens(
-            role=role, model=spec, batch_size=cfg.batch_size, device=cfg.device,
-            dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
-        )  # fmt: skip
+            role=role,
+            model=spec,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            trust_remote_code=cfg.trust_remote_code,
+        )
     examples = {"documents": read["documents"], "windows": windows} | "SummarizeExamples" >> SummarizeExamples(
         roles=roles, checkpoints=cfg.checkpoint_names
     )
@@ -141,9 +148,12 @@ def versions() -> dict:
     import transformers
 
     return {
-        "refsift": refsift.__version__, "python": platform.python_version(), "torch": torch.__version__,
-        "transformers": transformers.__version__, "apache_beam": beam.__version__,
-    }  # fmt: skip
+        "refsift": refsift.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "apache_beam": beam.__version__,
+    }
 
 
 def run(cfg: ScoreConfig, beam_args: list[str] = ()) -> dict:
@@ -166,7 +176,7 @@ def run(cfg: ScoreConfig, beam_args: list[str] = ()) -> dict:
     counts = count(cfg.out, result)
     manifest = {
         "refsift_version": refsift.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
         "roles": {role: models.provenance(spec) for role, spec in cfg.roles.items()},
         "tokenizer": {"spec": cfg.model, "vocab_fingerprint": fingerprint},

@@ -1,8 +1,8 @@
 """Beam transforms, one public class per module, composable into a user's own pipeline.
 
-    documents = p | ReadCorpus(inputs=["data/*.jsonl"])
-    windows = documents["documents"] | TokenizeWindows(tokenizer="smollm2-135m")
-    scored = windows["windows"] | ScoreTokens(role="model", model="smollm2-135m")
+documents = p | ReadCorpus(inputs=["data/*.jsonl"])
+windows = documents["documents"] | TokenizeWindows(tokenizer="smollm2-135m")
+scored = windows["windows"] | ScoreTokens(role="model", model="smollm2-135m")
 """
 
 from refsift.transforms.read_corpus import Fields, ReadCorpus

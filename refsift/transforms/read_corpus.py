@@ -26,10 +26,14 @@ from refsift.schemas.rejected import RECORD_LIMIT
 
 FORMATS = ("auto", "jsonl", "parquet", "text", "hf")
 _SUFFIXES = {
-    ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
     ".parquet": "parquet",
-    ".txt": "text", ".md": "text", ".text": "text",
-}  # fmt: skip
+    ".txt": "text",
+    ".md": "text",
+    ".text": "text",
+}
 
 
 def detect_format(path: str) -> str | None:
@@ -107,6 +111,7 @@ def to_document(record: dict, path: str, row: int, fields: Fields) -> dict:
 def parse_jsonl(stream, path: str, fields: Fields):
     """Documents and rejections from a JSONL byte stream; blank lines are not records."""
     for row, raw in enumerate(iter(stream.readline, b"")):
+        raw = raw.rstrip(b"\r\n")
         if not raw.strip():
             continue
         try:

@@ -48,9 +48,10 @@ class _JoinFn(beam.DoFn):
 
     def process(self, element):
         _, joined = element
-        (doc,), (n_sums,) = joined["documents"], joined["sums"]
-        self._scored.inc()
-        yield example_row(doc, *n_sums, self._roles, self._checkpoints)
+        if joined["sums"]:  # else no window: TokenizeWindows rejected the document as too_short
+            (doc,), (n_sums,) = joined["documents"], joined["sums"]
+            self._scored.inc()
+            yield example_row(doc, *n_sums, self._roles, self._checkpoints)
 
 
 class SummarizeExamples(beam.PTransform):

@@ -1,0 +1,116 @@
+"""Fine-tuning on a selection export: causal LM training that honours `labels`.
+
+A lean loop (`refsift.training`) rather than Hugging Face Trainer: the export already holds
+input_ids / attention_mask / labels, the loss must be the mean over labelled tokens only
+(the selective LM loss of Rho-1 when labels come from a token selection), and the loop is
+short enough to read. Checkpoints are `save_pretrained` directories (safetensors, with the
+tokenizer), so they work as `--finetuned`/`--checkpoint` for `refsift score`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from refsift import models, training
+from refsift.errors import RefsiftError
+from refsift.training import IGNORE
+
+
+def load_export(mix_dir: str) -> list[dict]:
+    """Rows {input_ids, attention_mask, labels} of a selection export in any of its formats."""
+    import datasets
+
+    data = Path(mix_dir) / "data"
+    if (data / "state.json").is_file() or (data / "dataset_info.json").is_file():
+        dataset = datasets.load_from_disk(str(data))
+    else:
+        for kind, suffix in (("parquet", "parquet"), ("json", "jsonl")):
+            files = sorted(glob.glob(str(data / f"*.{suffix}")))
+            if files:
+                dataset = datasets.load_dataset(kind, data_files=files, split="train")
+                break
+        else:
+            raise RefsiftError(f"{mix_dir} holds no export (data/*.parquet, data/*.jsonl or a saved dataset)")
+    columns = ["input_ids", "attention_mask", "labels"]
+    return [dict(zip(columns, values)) for values in zip(*(dataset[c] for c in columns))]
+
+
+def check_tokenizer(mix_dir: str, model: str) -> None:
+    """The model must read the token ids the export was scored with."""
+    try:
+        selection = json.loads((Path(mix_dir) / "selection.json").read_text())
+        manifest = json.loads(Path(selection["run"], "manifest.json").read_text())
+    except (OSError, KeyError, ValueError):
+        return  # the run is elsewhere (gs://) or moved: nothing to compare with
+    expected = manifest["tokenizer"]["vocab_fingerprint"]
+    if models.vocab_fingerprint(models.load_tokenizer(model)) != expected:
+        raise RefsiftError(f"{model} does not share the tokenizer of the run {selection['run']}")
+
+
+def run(
+    *,
+    data: str,
+    model: str,
+    out: str,
+    steps: int | None = None,
+    epochs: float = 1.0,
+    lr: float = 5e-5,
+    batch_size: int = 8,
+    grad_accum: int = 1,
+    save_every: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Trains `model` on the export in `data`; saves to `out`; returns what training.json records."""
+    import torch
+
+    if batch_size < 1 or grad_accum < 1 or (steps is not None and steps < 1) or lr <= 0:
+        raise RefsiftError("--steps, --batch-size, --grad-accum and --lr must be positive")
+    rows = load_export(data)
+    trainable = [r for r in rows if any(x != IGNORE for x in r["labels"][1:])]
+    if not trainable:
+        raise RefsiftError(f"{data}: no row has a selected token to train on")
+    check_tokenizer(data, model)
+    if steps is None:
+        steps = max(1, math.ceil(epochs * len(trainable) / (batch_size * grad_accum)))
+    torch.manual_seed(seed)
+    started = time.time()
+    net = models.load_model(model, device=device, dtype="float32")
+    tokenizer = models.load_tokenizer(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    os.makedirs(out, exist_ok=True)
+
+    def save(directory):
+        net.save_pretrained(directory, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
+
+    def checkpoint(step, loss):
+        if save_every and step % save_every == 0 and step < steps:
+            save(Path(out) / f"checkpoint-{step}")
+
+    batches = training.batches(trainable, batch_size, seed=seed, pad_id=pad)
+    losses = training.train(
+        net, batches, steps=steps, lr=lr, grad_accum=grad_accum, callback=checkpoint, progress=progress
+    )
+    save(out)
+    record = {
+        "data": data,
+        "model": model,
+        "steps": steps,
+        "lr": lr,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "seed": seed,
+        "rows": len(rows),
+        "rows_trained": len(trainable),
+        "losses": losses,
+        "wall_time_s": round(time.time() - started, 2),
+    }
+    Path(out, "training.json").write_text(json.dumps(record, indent=2))
+    return record

@@ -1,0 +1,327 @@
+"""The selection pipeline: a scored run directory -> a training mixture.
+
+    examples shards -> RankDocuments (SQL --by/--where per Arrow batch) -> exact-duplicate
+    removal -> FillBudget per source (budget, mixture shares, upsampling)
+    tokens shards + chosen documents -> LabelTokens (Rho-1 token selection) -> export shards
+
+Global token thresholds come from Beam's ApproximateQuantiles over every scored token. It
+streams the run's shards and holds at most the chosen documents' ids in memory, so it runs
+on Dataflow over runs far larger than one machine. On the launcher it then writes
+`selection.json` and registers the selection in the run's catalog as `selection_<name>`.
+
+Run it with `refsift select` (see `refsift select --help`) or `refsift.pipelines.select.run`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.pvalue import AsDict, AsSingleton
+
+import refsift
+from refsift import catalog
+from refsift.errors import RefsiftError
+from refsift.kernels import selection
+from refsift.pipelines.score import pipeline_options, prepare_out
+from refsift.schemas import EXPORT_SCHEMA
+from refsift.transforms import WriteShards
+from refsift.transforms.fill_budget import FillBudget
+from refsift.transforms.label_tokens import LabelTokens, TokenRule
+from refsift.transforms.rank_documents import RankDocuments, ranking_sql
+
+EXPORT_FORMATS = ("parquet", "jsonl", "hf")
+QUANTILES = 1001  # global thresholds to 0.1% of the token distribution
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """What to select from a run. See `refsift select --help` for each field."""
+
+    run: str
+    out: str
+    tokens: str = "all"  # all | excess | random
+    ratio: float = 0.6
+    scope: str = "window"
+    by: str | None = None
+    order: str = "desc"
+    where: str | None = None
+    budget: str | None = None
+    mix: str | None = None
+    temperature: float | None = None
+    upsample: bool = False
+    dedup: bool = True
+    seed: int = 0
+    format: str = "parquet"
+    name: str | None = None
+    overwrite: bool = False
+
+    @property
+    def rule(self) -> TokenRule:
+        ratio = 1.0 if self.tokens == "all" else self.ratio
+        return TokenRule(mode=self.tokens, ratio=ratio, scope=self.scope, seed=self.seed)
+
+    @property
+    def view_name(self) -> str:
+        name = self.name or self.out.rstrip("/").rsplit("/", 1)[-1]
+        return "selection_" + re.sub(r"\W", "_", name)
+
+
+def validate(cfg: SelectConfig, manifest: dict) -> None:
+    try:
+        cfg.rule  # noqa: B018 (validates the token rule)
+        budget = selection.Budget.parse(cfg.budget) if cfg.budget else None
+        shares = selection.parse_mix(cfg.mix) if cfg.mix else None
+    except ValueError as err:
+        raise RefsiftError(str(err)) from None
+    if cfg.tokens == "excess" and "reference" not in manifest["roles"]:
+        raise RefsiftError("--tokens excess needs a run scored with a --reference model")
+    if shares and cfg.temperature is not None:
+        raise RefsiftError("give --mix or --temperature, not both")
+    if (shares or cfg.temperature is not None) and budget and budget.kind == "documents":
+        raise RefsiftError("a mixture splits tokens: give --budget as a percentage or as NNNtok")
+    if cfg.temperature is not None and cfg.temperature <= 0:
+        raise RefsiftError("--temperature must be positive")
+    if cfg.format not in EXPORT_FORMATS:
+        raise RefsiftError(f"--format must be one of {', '.join(EXPORT_FORMATS)}")
+    if catalog.is_local(cfg.run):  # fail on the launcher, not on a worker, for a bad expression
+        try:
+            catalog.query(cfg.run, ranking_sql(cfg.by, cfg.where, cfg.order) + " LIMIT 0")
+        except RefsiftError as err:
+            raise RefsiftError(f"--by/--where: {err}") from None
+
+
+def plan(_, cfg: SelectConfig, available: dict, counts: dict) -> dict:
+    """Per-group weight limits and repeats, from what the candidates hold.
+
+    Groups are sources for a mixture, else one group "all". Weights are tokens for token
+    budgets and mixtures, else documents.
+    """
+    budget = selection.Budget.parse(cfg.budget) if cfg.budget else None
+    mixture = cfg.mix is not None or cfg.temperature is not None
+    if not mixture:
+        weight, limit = budget.limit(counts.get("documents", 0)) if budget else ("documents", math.inf)
+        return {"weight": weight, "limits": {"all": limit}, "sources": {}}
+    total_tokens = sum(available.values())
+    if budget is None:
+        total = None
+    elif budget.kind == "fraction":
+        total = math.ceil(budget.value * total_tokens)
+    else:
+        total = int(budget.value)
+    shares = selection.parse_mix(cfg.mix) if cfg.mix else selection.temperature_shares(available, cfg.temperature)
+    if total is None:  # the largest mixture the sources fill without repeating anything
+        total = int(min(available.get(s, 0) / share for s, share in shares.items()))
+    try:
+        sources = selection.plan_mixture(available, shares, total, cfg.upsample)
+    except ValueError as err:
+        raise RefsiftError(str(err)) from None
+    return {
+        "weight": "tokens",
+        "total": total,
+        "shares": shares,
+        "limits": {s: p.budget for s, p in sources.items()},
+        "sources": {s: {"budget": p.budget, "repeats": p.repeats, "note": p.note} for s, p in sources.items()},
+    }
+
+
+def repeats(group_chosen, the_plan: dict):
+    """(doc_id, (source, times, scored tokens)) for each chosen document; upsampled sources repeat documents
+    (every one floor(r) times, the best ones once more) until their share is met."""
+    group, chosen = group_chosen
+    r = the_plan["sources"].get(group, {}).get("repeats", 1.0)
+    times = [max(1, math.floor(r))] * len(chosen)
+    if r > 1:
+        missing = round(r * sum(c[2] for c in chosen)) - sum(t * c[2] for t, c in zip(times, chosen))
+        for i, c in enumerate(chosen):
+            if missing <= 0:
+                break
+            times[i] += 1
+            missing -= c[2]
+    for candidate, t in zip(chosen, times):
+        yield candidate[1], (candidate[4], t, candidate[5])
+
+
+class _KeepFirstFn(beam.DoFn):
+    """Of documents with the same normalised text, keeps the smallest doc_id."""
+
+    def process(self, element):
+        _, docs = element
+        first, *dups = sorted(docs, key=lambda d: d["doc_id"])
+        yield first
+        for doc in dups:
+            yield beam.pvalue.TaggedOutput("duplicates", doc)
+
+
+def _sum_tuples(values):
+    return tuple(map(sum, zip(*values))) if values else ()
+
+
+def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str) -> None:
+    run = cfg.run.rstrip("/")
+    rule = cfg.rule
+    ranked = (
+        p
+        | "ReadExamples" >> beam.io.ReadFromParquetBatched(f"{run}/examples/*.parquet")
+        | "RankDocuments" >> RankDocuments(by=cfg.by, where=cfg.where, order=cfg.order)
+    )
+    if cfg.dedup:
+        deduped = (
+            ranked
+            | "KeyByText" >> beam.WithKeys(lambda d: d["hash"])
+            | "GroupByText" >> beam.GroupByKey()
+            | "KeepFirst" >> beam.ParDo(_KeepFirstFn()).with_outputs("duplicates", main="unique")
+        )
+        unique, duplicates = deduped.unique, deduped.duplicates
+    else:
+        unique, duplicates = ranked, p | "NoDuplicates" >> beam.Create([])
+    candidates = unique | "Where" >> beam.Filter(lambda d: d["keep"])
+    available = (
+        candidates
+        | "SourceTokens" >> beam.Map(lambda d: (d["source"], d["n_tokens"]))
+        | "SumSourceTokens" >> beam.CombinePerKey(sum)
+    )
+    counts = candidates | "CountCandidates" >> beam.combiners.Count.Globally() | beam.Map(lambda n: ("documents", n))
+    the_plan = p | "One" >> beam.Create([None]) | "Plan" >> beam.Map(plan, cfg, AsDict(available), AsDict(counts))
+    mixture = cfg.mix is not None or cfg.temperature is not None
+
+    def keyed(d, the_plan):
+        group = d["source"] if mixture else "all"
+        weight = d["n_tokens"] if the_plan["weight"] == "tokens" else 1
+        return group, (d["score"], d["doc_id"], weight, group, d["source"], d["n_tokens"])
+
+    chosen = (
+        candidates
+        | "ByGroup" >> beam.Map(keyed, AsSingleton(the_plan))
+        | "FillBudget" >> FillBudget(limits=AsSingleton(the_plan | beam.Map(lambda pl: pl["limits"])))
+    )
+    selected = chosen | "Repeats" >> beam.FlatMap(repeats, AsSingleton(the_plan))
+
+    documents = (
+        p
+        | "ReadTexts" >> beam.io.ReadFromParquet(f"{run}/examples/*.parquet", columns=["doc_id", "source", "text"])
+        | "KeyTexts" >> beam.Map(lambda d: (d["doc_id"], (d["source"], d["text"])))
+    )
+    windows = p | "ReadTokens" >> beam.io.ReadFromParquet(f"{run}/tokens/*.parquet")
+    threshold = None
+    if rule.mode == "excess" and rule.scope == "global":
+        quantiles = (
+            windows
+            | "Excess"
+            >> beam.FlatMap(
+                lambda w: [x for x in selection.excess(w["nll_model"], w["nll_reference"]) if x is not None]
+            )
+            | "Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILES)
+        )
+        threshold = quantiles | "Threshold" >> beam.Map(
+            lambda q: q[round((1 - rule.ratio) * (len(q) - 1))] if q else math.inf
+        )
+    rows = {
+        "selected": selected | "Times" >> beam.Map(lambda kv: (kv[0], kv[1][1])),
+        "documents": documents,
+        "windows": windows | "KeyWindows" >> beam.WithKeys(lambda w: w["doc_id"]),
+    } | "LabelTokens" >> LabelTokens(rule=rule, threshold=AsSingleton(threshold) if threshold else None)
+
+    if cfg.format == "jsonl":
+        rows | "WriteJsonl" >> beam.Map(json.dumps) | beam.io.WriteToText(f"{data_dir}/part", ".jsonl")
+    else:  # "hf" is converted from Parquet on the launcher
+        rows | "WriteData" >> WriteShards(directory=data_dir, schema=EXPORT_SCHEMA)
+
+    # Statistics, gathered into one small JSON file for selection.json.
+    stats = [
+        ranked | "Before" >> beam.Map(lambda d: (("before", d["source"]), (1, d["n_tokens"]))),
+        duplicates | "Dups" >> beam.Map(lambda d: (("duplicates", d["source"]), (1, d["n_tokens"]))),
+        unique
+        | "Filtered" >> beam.Filter(lambda d: not d["keep"])
+        | beam.Map(lambda d: (("filtered", d["source"]), (1, d["n_tokens"]))),
+        selected | "AfterDocs" >> beam.Map(lambda kv: (("documents", kv[1][0]), (1, kv[1][1], kv[1][1] * kv[1][2]))),
+        rows
+        | "AfterRows"
+        >> beam.Map(
+            lambda r: (("after", r["source"]), (1, sum(x != selection.IGNORE for x in r["labels"]), len(r["labels"])))
+        ),
+    ]
+    summed = stats | "AllStats" >> beam.Flatten() | "SumStats" >> beam.CombinePerKey(_sum_tuples)
+    extras = [the_plan | "PlanStat" >> beam.Map(lambda pl: (("plan", ""), pl))]
+    if threshold is not None:
+        extras.append(threshold | "ThresholdStat" >> beam.Map(lambda t: (("threshold", ""), t)))
+    (
+        [summed, *extras]
+        | "Stats" >> beam.Flatten()
+        | beam.combiners.ToList()
+        | beam.Map(lambda items: json.dumps([[k[0], k[1], v] for k, v in items], default=str))
+        | "WriteStats" >> beam.io.WriteToText(f"{cfg.out.rstrip('/')}/_stats", ".json", shard_name_template="")
+    )
+
+
+def summarize(items: list, cfg: SelectConfig) -> dict:
+    per_source: dict[str, dict] = {}
+    extras = {}
+    for kind, source, value in items:
+        if kind in ("plan", "threshold"):
+            extras[kind] = value
+            continue
+        entry = per_source.setdefault(source, {})
+        if kind == "after":
+            entry["after"] = {"windows": value[0], "selected_tokens": value[1], "tokens": value[2]}
+        elif kind == "documents":
+            entry["selected_documents"] = {"documents": value[0], "with_repeats": value[1], "tokens": value[2]}
+        else:
+            entry[kind] = {"documents": value[0], "tokens": value[1]}
+    return {"per_source": dict(sorted(per_source.items())), **extras}
+
+
+def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
+    """Selects from `cfg.run` into `cfg.out`; returns what `selection.json` records."""
+    started = time.time()
+    manifest_path = f"{cfg.run.rstrip('/')}/manifest.json"
+    if not FileSystems.exists(manifest_path):
+        raise RefsiftError(f"{cfg.run} has no manifest.json: not a refsift run directory")
+    with FileSystems.open(manifest_path) as handle:
+        manifest_bytes = handle.read()
+    validate(cfg, json.loads(manifest_bytes))
+    prepare_out(cfg.out, cfg.overwrite)
+    out = cfg.out.rstrip("/")
+    data_dir = f"{out}/data" if cfg.format != "hf" else f"{out}/_parquet"
+    pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
+    build(pipeline, cfg, data_dir)
+    pipeline.run().wait_until_finish()
+
+    with FileSystems.open(f"{out}/_stats.json") as handle:
+        stats = summarize(json.loads(handle.read()), cfg)
+    FileSystems.delete([f"{out}/_stats.json"])
+    if cfg.format == "hf":
+        import datasets
+
+        shards = [m.path for m in FileSystems.match([f"{data_dir}/*.parquet"])[0].metadata_list]
+        datasets.load_dataset("parquet", data_files=shards, split="train").save_to_disk(f"{out}/data")
+        FileSystems.delete([data_dir])
+    record = {
+        "refsift_version": refsift.__version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "run": cfg.run,
+        "run_manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        "settings": asdict(cfg),
+        "token_rule": asdict(cfg.rule),
+        **stats,
+        "view": cfg.view_name,
+        "wall_time_s": round(time.time() - started, 2),
+    }
+    with FileSystems.create(f"{out}/selection.json") as handle:
+        handle.write(json.dumps(record, indent=2, default=str).encode())
+    if catalog.is_local(cfg.run) and catalog.is_local(cfg.out) and cfg.format != "hf":
+        import os
+
+        reader = "read_json_auto" if cfg.format == "jsonl" else "read_parquet"
+        pattern = os.path.abspath(f"{catalog.local_path(out)}/data/*.{cfg.format}")
+        catalog.register_view(catalog.local_path(cfg.run), cfg.view_name, f"SELECT * FROM {reader}('{pattern}')")
+    return record

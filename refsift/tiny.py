@@ -1,0 +1,73 @@
+"""Tiny GPT-2-style models and byte-level BPE tokenizers, trained in seconds on the CPU.
+
+Tests, benchmarks and the demo build their models with these, from the bundled corpora,
+so nothing is downloaded: `train_tokenizer` then `new_model` then `pretrain`, then
+`save` to a directory that any `--model`/`--reference`/... accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from refsift import training
+
+SPECIAL = "<|endoftext|>"
+
+
+def train_tokenizer(texts: list[str], vocab_size: int = 512):
+    """A byte-level BPE fast tokenizer with `<|endoftext|>` as bos, eos and pad."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[SPECIAL], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL, eos_token=SPECIAL, pad_token=SPECIAL)
+
+
+def new_model(tokenizer, *, layers: int = 2, width: int = 64, heads: int = 2, positions: int = 512, seed: int = 0):
+    """A freshly initialised GPT-2 for `tokenizer`'s vocabulary."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=positions,
+        n_embd=width,
+        n_layer=layers,
+        n_head=heads,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def pretrain(
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    steps: int = 200,
+    seq_len: int = 64,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> list[float]:
+    """Trains on `texts` packed into blocks of `seq_len`; returns the per-step losses."""
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    rows = [{"input_ids": block} for block in training.pack(ids, seq_len, tokenizer.eos_token_id)]
+    return training.train(model, training.batches(rows, batch_size, seed=seed), steps=steps, lr=lr, warmup=10)
+
+
+def save(model, tokenizer, directory: str | Path) -> Path:
+    """Saves as safetensors with the tokenizer, loadable by every refsift command."""
+    directory = Path(directory)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    return directory

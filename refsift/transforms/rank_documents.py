@@ -1,0 +1,69 @@
+"""`RankDocuments`: examples shards -> one candidate per document, scored by a SQL expression.
+
+`--by` and `--where` are DuckDB SQL over the columns of the `examples` view. They are
+evaluated inside the workers, one Arrow record batch at a time, so the same expression
+works locally and on Dataflow and no worker holds more than a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+
+def ranking_sql(by: str | None, where: str | None, order: str) -> str:
+    """The per-batch query: score (higher = better) and whether the document passes `where`."""
+    score = "0.0" if by is None else f"({by})" if order == "desc" else f"-({by})"
+    keep = "TRUE" if where is None else f"COALESCE(({where}), FALSE)"
+    return f"SELECT doc_id, source, n_tokens, text, CAST({score} AS DOUBLE) AS score, {keep} AS keep FROM examples"
+
+
+def text_hash(text: str) -> str:
+    """Exact-duplicate key: the text with runs of whitespace folded to one space."""
+    return hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
+
+
+class _RankFn(beam.DoFn):
+    def __init__(self, sql: str):
+        self._sql = sql
+        self._read = Metrics.counter("RankDocuments", "documents")
+
+    def setup(self):
+        import duckdb
+
+        self._con = duckdb.connect()
+
+    def process(self, batch):
+        self._con.register("examples", batch)
+        result = self._con.execute(self._sql)
+        columns = [d[0] for d in result.description]
+        for values in result.fetchall():
+            row = dict(zip(columns, values))
+            self._read.inc()
+            text = row.pop("text")
+            if row["score"] is None or row["score"] != row["score"]:  # NULL or NaN ranks last
+                row["score"] = float("-inf")
+            yield {**row, "hash": text_hash(text)}
+        self._con.unregister("examples")
+
+
+class RankDocuments(beam.PTransform):
+    """Scores documents for selection.
+
+    Args:
+      by: SQL expression over `examples` columns to rank by; None ranks all equally.
+      where: SQL condition; documents failing it are kept as candidates with keep=False, so
+        that counts before selection stay complete.
+      order: "desc" (higher is better) or "asc".
+    """
+
+    def __init__(self, *, by: str | None = None, where: str | None = None, order: str = "desc"):
+        super().__init__()
+        if order not in ("desc", "asc"):
+            raise ValueError("order must be 'desc' or 'asc'")
+        self._sql = ranking_sql(by, where, order)
+
+    def expand(self, batches):
+        return batches | "Rank" >> beam.ParDo(_RankFn(self._sql))

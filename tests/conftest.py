@@ -1,0 +1,109 @@
+"""Shared fixtures: a tokenizer and tiny GPT-2 models trained once per test session on the
+bundled corpora (seconds), and small corpora written into temporary directories."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from refsift import corpora, tiny
+
+# Documents [0, 100) of a domain train the tiny models; tests read held-out ones from 150 on.
+HELD_OUT = 150
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    texts = sum((corpora.documents(d)[:60] for d in corpora.DOMAINS), [])
+    return tiny.train_tokenizer(texts, vocab_size=512)
+
+
+def _trained(models_dir, tokenizer, name, texts, steps, seed=0):
+    model = tiny.new_model(tokenizer, seed=seed)
+    tiny.pretrain(model, tokenizer, texts, steps=steps, seed=seed)
+    return str(tiny.save(model, tokenizer, models_dir / name))
+
+
+@pytest.fixture(scope="session")
+def prose_model(models_dir, tokenizer):
+    return _trained(models_dir, tokenizer, "prose", corpora.documents("prose")[:100], steps=150)
+
+
+@pytest.fixture(scope="session")
+def code_model(models_dir, tokenizer):
+    return _trained(models_dir, tokenizer, "code", corpora.documents("code")[:100], steps=100, seed=1)
+
+
+@pytest.fixture(scope="session")
+def mixed_model(models_dir, tokenizer):
+    texts = corpora.documents("prose")[:50] + corpora.documents("code")[:50]
+    return _trained(models_dir, tokenizer, "mixed", texts, steps=60, seed=2)
+
+
+@pytest.fixture(scope="session")
+def foreign_model(models_dir):
+    """A model whose tokenizer has a different vocabulary."""
+    other = tiny.train_tokenizer(corpora.documents("german")[:40], vocab_size=300)
+    return str(tiny.save(tiny.new_model(other), other, models_dir / "foreign"))
+
+
+def held_out(domain: str, n: int, start: int = HELD_OUT) -> list[str]:
+    return corpora.documents(domain)[start : start + n]
+
+
+def write_jsonl(path, records, *, raw_lines=()) -> str:
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in records] + list(raw_lines)
+    data = b"\n".join(lines) + b"\n"
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return str(path)
+
+
+def write_parquet(path, records) -> str:
+    pq.write_table(pa.Table.from_pylist(records), path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def mixed_corpus(tmp_path_factory):
+    """Held-out documents in three formats, plus one bad record of every kind.
+
+    Returns (input directory, expected rejections as {(file name, row): reason}).
+    """
+    d = tmp_path_factory.mktemp("corpus")
+    prose = held_out("prose", 5)
+    prose.append(" ".join(held_out("prose", 4, start=170)))  # long: several windows at max_length 64
+    write_jsonl(d / "prose.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prose)])
+    write_jsonl(d / "code.jsonl.gz", [{"id": f"c{i}", "text": t} for i, t in enumerate(held_out("code", 5))])
+    write_parquet(d / "spanish.parquet", [{"id": f"s{i}", "text": t} for i, t in enumerate(held_out("spanish", 3))])
+    (d / "story.txt").write_text(held_out("drama", 1)[0], encoding="utf-8")
+    bad = [
+        {"id": "b0", "body": "no text field"},
+        {"id": "b1", "text": 42},
+        {"id": "b2", "text": ""},
+        {"id": "b3", "text": "  \n\t "},
+        {"id": "p0", "text": "reuses the id of the first prose document"},
+        {"id": "b5", "text": "a"},
+    ]
+    raw = [b'{"id": "b6", "text": "cut off', b'{"id": "b7", "text": "caf\xe9 latin-1"}', b"[1, 2]"]
+    write_jsonl(d / "web.jsonl", bad, raw_lines=raw)
+    expected = {
+        ("web.jsonl", 0): "missing_text",
+        ("web.jsonl", 1): "non_string_text",
+        ("web.jsonl", 2): "empty_text",
+        ("web.jsonl", 3): "empty_text",
+        ("web.jsonl", 4): "duplicate_id",
+        ("web.jsonl", 5): "too_short",
+        ("web.jsonl", 6): "invalid_json",
+        ("web.jsonl", 7): "invalid_utf8",
+        ("web.jsonl", 8): "invalid_json",
+    }
+    return d, expected
