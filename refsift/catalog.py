@@ -37,8 +37,9 @@ def token_scores_sql(roles: list[str]) -> str:
         WHERE nll_model[i] IS NOT NULL"""
 
 
-def build(run_dir: str, tables: dict[str, pa.Schema], roles: list[str]) -> Path:
-    """Writes `catalog.duckdb` for a local run directory; returns its path.
+def build(run_dir: str, tables: dict[str, pa.Schema], roles: list[str] | None = None) -> Path:
+    """Writes `catalog.duckdb` for a local run directory; returns its path. With `roles`
+    (a scoring run), also the `token_scores` view.
 
     A table whose folder holds no shard gets one empty shard with its schema, so that its
     view exists and has the right columns.
@@ -54,7 +55,8 @@ def build(run_dir: str, tables: dict[str, pa.Schema], roles: list[str]) -> Path:
         con.execute(f"SET file_search_path = '{run.resolve()}'")
         for table in tables:
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{table}/*.parquet')")
-        con.execute(f"CREATE VIEW token_scores AS {token_scores_sql(roles)}")
+        if roles:
+            con.execute(f"CREATE VIEW token_scores AS {token_scores_sql(roles)}")
     return path
 
 

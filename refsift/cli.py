@@ -18,7 +18,7 @@ from importlib import resources
 import refsift
 from refsift.errors import RefsiftError
 
-PASS_THROUGH = {"score", "select"}  # subcommands whose unknown arguments are Beam pipeline options
+PASS_THROUGH = {"score", "select", "novelty"}  # subcommands whose unknown arguments are Beam pipeline options
 
 
 def sample_inputs() -> list[str]:
@@ -69,7 +69,7 @@ def add_score(sub) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of an existing --out")
-    p.set_defaults(run=run_score)
+    p.set_defaults(handler=run_score)
 
 
 def run_score(args, beam_args: list[str]) -> None:
@@ -150,7 +150,7 @@ def add_select(sub) -> None:
     p.add_argument("--format", default="parquet", choices=["parquet", "jsonl", "hf"])
     p.add_argument("--name", help="catalog view name suffix (default: MIX_DIR's name): selection_<name>")
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(run=run_select)
+    p.set_defaults(handler=run_select)
 
 
 def run_select(args, beam_args: list[str]) -> None:
@@ -176,27 +176,23 @@ def run_select(args, beam_args: list[str]) -> None:
         overwrite=args.overwrite,
     )
     record = select.run(cfg, beam_args)
+    notes = {s: v["note"] for s, v in record["plan"].get("sources", {}).items()}
+    columns = ["source", "docs_in", "tokens_in", "duplicates", "docs_out", "tokens_out", "tokens_labelled"]
     rows = []
     for source, s in record["per_source"].items():
-        before, after = s.get("before", {}), s.get("after", {})
-        note = record.get("plan", {}).get("sources", {}).get(source, {}).get("note", "")
-        rows.append(
-            (
-                source,
-                before.get("documents", 0),
-                before.get("tokens", 0),
-                s.get("duplicates", {}).get("documents", 0),
-                s.get("selected_documents", {}).get("documents", 0),
-                after.get("tokens", 0),
-                after.get("selected_tokens", 0),
-                note,
+        counts = [
+            s.get(k, {}).get(f, 0)
+            for k, f in (
+                ("before", "documents"),
+                ("before", "tokens"),
+                ("duplicates", "documents"),
+                ("selected_documents", "with_repeats"),
+                ("after", "tokens"),
+                ("after", "selected_tokens"),
             )
-        )
-    print(
-        format_table(
-            ["source", "docs", "tokens", "duplicates", "docs_selected", "tokens_out", "tokens_labelled", "note"], rows
-        )
-    )
+        ]
+        rows.append((source, *counts, *([notes.get(source, "")] if notes else [])))
+    print(format_table(columns + (["note"] if notes else []), rows))
     if "threshold" in record:
         print(f"global excess-loss threshold: {record['threshold']:.4f}")
     print(f"wrote {args.out}/data ({args.format}) and {args.out}/selection.json")
@@ -222,7 +218,7 @@ def add_finetune(sub) -> None:
     p.add_argument("--save-every", type=int, help="also save checkpoint-N every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.set_defaults(run=run_finetune)
+    p.set_defaults(handler=run_finetune)
 
 
 def run_finetune(args, _beam_args) -> None:
@@ -246,6 +242,111 @@ def run_finetune(args, _beam_args) -> None:
     print(f"saved {args.out} (use it as --finetuned or --checkpoint NAME={args.out})")
 
 
+def add_novelty(sub) -> None:
+    p = sub.add_parser(
+        "novelty",
+        help="report what a fine-tuned checkpoint learned (contrastive generation)",
+        description="Generates text the fine-tuned model likes and the base model does not (CGE: log p_ft - "
+        "gamma * log p_base over the plausible set), alongside plain samples from both models, and writes "
+        "REPORT_DIR/report.html, report.md, report.json, samples/*.parquet and catalog.duckdb (view samples). "
+        "Static samples fan out over Beam workers; --iterative is sequential by nature (each sample depends on "
+        "the base updates before it) and runs as one worker step. With --data or --run, also ranks real "
+        "documents by mean log p_ft - log p_base (extract mode). Unknown options are Beam pipeline options.",
+    )
+    p.add_argument("--base", required=True, help="the model before fine-tuning")
+    p.add_argument("--finetuned", required=True, help="the fine-tuned checkpoint")
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--num-samples", type=int, default=32, help="CGE samples (default %(default)s)")
+    p.add_argument(
+        "--baseline-samples", type=int, help="plain samples from the fine-tuned model (default: --num-samples)"
+    )
+    p.add_argument("--base-samples", type=int, help="plain samples from the base model (default: --baseline-samples)")
+    p.add_argument("--iterative", action="store_true", help="iterative CGE: update a copy of the base on each find")
+    p.add_argument("--update-every", type=int, default=1, help="iterative: samples between base updates")
+    p.add_argument("--update-steps", type=int, default=1, help="iterative: AdamW steps per update")
+    p.add_argument("--lr", type=float, default=5e-5, help="iterative: learning rate of the base updates")
+    p.add_argument("--alpha", type=float, default=0.1, help="plausibility cut relative to p_ft's top token")
+    p.add_argument("--gamma", type=float, default=1.0, help="weight of log p_base")
+    p.add_argument("--decoding", default="sample", choices=["sample", "greedy", "beam"])
+    p.add_argument("--num-beams", type=int, default=4, help="with --decoding beam (beam search with sampling)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--prompt", action="append", default=[], help="condition on this text (repeatable)")
+    p.add_argument("--prompts", help="file with one prompt per line")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8, help="samples decoded together")
+    p.add_argument("--data", nargs="+", metavar="PATH", help="extract mode: candidate documents (any score input)")
+    p.add_argument("--run", help="extract mode: a run scored with --model BASE --finetuned FT")
+    p.add_argument("--top-documents", type=int, default=10, help="extract mode: documents shown")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(handler=run_novelty)
+
+
+def run_novelty(args, beam_args: list[str]) -> None:
+    from refsift.kernels.contrastive import DecodeSettings
+    from refsift.pipelines import novelty
+
+    prompts = list(args.prompt)
+    if args.prompts:
+        try:
+            prompts += [line.rstrip("\n") for line in open(args.prompts, encoding="utf-8") if line.strip()]
+        except OSError as err:
+            raise RefsiftError(f"cannot read --prompts: {err.strerror}: {args.prompts}") from None
+    try:
+        decode = DecodeSettings(
+            alpha=args.alpha,
+            gamma=args.gamma,
+            mode=args.decoding,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            num_beams=args.num_beams,
+            max_new_tokens=args.max_new_tokens,
+        )
+    except ValueError as err:
+        raise RefsiftError(str(err)) from None
+    cfg = novelty.NoveltyConfig(
+        base=args.base,
+        finetuned=args.finetuned,
+        out=args.out,
+        num_samples=args.num_samples,
+        baseline_samples=args.baseline_samples,
+        base_samples=args.base_samples,
+        iterative=args.iterative,
+        update_every=args.update_every,
+        update_steps=args.update_steps,
+        lr=args.lr,
+        decode=decode,
+        prompts=tuple(prompts),
+        seed=args.seed,
+        batch_size=args.batch_size,
+        data=tuple(args.data or ()),
+        run=args.run,
+        top_documents=args.top_documents,
+        device=args.device,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite,
+    )
+    report = novelty.run(cfg, beam_args)
+    summary = report["summary"]
+    print(
+        format_table(
+            ["mode", "samples", "mean_contrast"],
+            [(m, n, summary["mean_contrast"].get(m)) for m, n in summary["counts"].items()],
+        )
+    )
+    words = summary["over_represented"].get("vs_baseline", {}).get("1-grams", [])[:10]
+    if words:
+        print("over-represented in CGE samples:", ", ".join(w["ngram"] for w in words))
+    print(f"report: {args.out}/report.html (also report.md, report.json; samples in {args.out}/catalog.duckdb)")
+
+
 def add_sql(sub) -> None:
     p = sub.add_parser(
         "sql",
@@ -256,7 +357,7 @@ def add_sql(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument("query")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
-    p.set_defaults(run=run_sql)
+    p.set_defaults(handler=run_sql)
 
 
 def _cell(value) -> str:
@@ -312,6 +413,7 @@ def parser() -> argparse.ArgumentParser:
     add_sql(sub)
     add_select(sub)
     add_finetune(sub)
+    add_novelty(sub)
     return p
 
 
@@ -327,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command not in PASS_THROUGH:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        args.run(args, extra)
+        args.handler(args, extra)
     except RefsiftError as err:
         print(f"refsift: error: {err}", file=sys.stderr)
         return 2

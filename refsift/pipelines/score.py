@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -81,13 +83,20 @@ def check_inputs(cfg: ScoreConfig) -> None:
 
 
 def prepare_out(out: str, overwrite: bool) -> None:
-    existing = [m.path for m in FileSystems.match([f"{out.rstrip('/')}/*"])[0].metadata_list]
-    existing += [m.path for m in FileSystems.match([f"{out.rstrip('/')}/*/*"])[0].metadata_list]
+    """An empty output directory: refuses a non-empty one unless `overwrite`, then clears it."""
+    if catalog.is_local(out):
+        path = Path(catalog.local_path(out))
+        if path.exists() and any(path.iterdir()):
+            if not overwrite:
+                raise RefsiftError(f"{out} is not empty; pass --overwrite to replace it")
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return
+    existing = [m.path for m in FileSystems.match([f"{out.rstrip('/')}/**"])[0].metadata_list]
     if existing and not overwrite:
         raise RefsiftError(f"{out} is not empty; pass --overwrite to replace it")
     if existing:
         FileSystems.delete(existing)
-    FileSystems.mkdirs(out) if not FileSystems.exists(out) else None
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:

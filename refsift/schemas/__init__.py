@@ -8,6 +8,16 @@ e.g. ["model", "reference", "ckpt1"]: their per-role columns are `nll_<role>` (a
 from refsift.schemas.examples import DERIVED_SCORES, examples_schema
 from refsift.schemas.export import EXPORT_SCHEMA
 from refsift.schemas.rejected import REJECT_REASONS, REJECTED_SCHEMA
+from refsift.schemas.samples import SAMPLE_MODES, SAMPLES_SCHEMA
 from refsift.schemas.tokens import tokens_schema
 
-__all__ = ["DERIVED_SCORES", "EXPORT_SCHEMA", "REJECTED_SCHEMA", "REJECT_REASONS", "examples_schema", "tokens_schema"]
+__all__ = [
+    "DERIVED_SCORES",
+    "EXPORT_SCHEMA",
+    "REJECTED_SCHEMA",
+    "REJECT_REASONS",
+    "SAMPLE_MODES",
+    "SAMPLES_SCHEMA",
+    "examples_schema",
+    "tokens_schema",
+]

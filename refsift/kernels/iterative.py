@@ -1,0 +1,75 @@
+"""Iterative CGE: after each generated example (or every `update_every`), a few AdamW steps
+of ordinary next-token loss on what was generated, applied to an in-memory copy of the base
+model, so what was already found stops being novel and later samples move on.
+
+The fine-tuned model is never touched and nothing is written to disk. Plain torch.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from refsift.kernels.contrastive import DecodeSettings, Generated, generate
+from refsift.training import IGNORE, causal_lm_loss
+
+
+def iterative_cge(
+    finetuned,
+    base,
+    prompts: list[list[int]],
+    seeds: list[int],
+    settings: DecodeSettings,
+    *,
+    eos_id: int | None,
+    pad_id: int = 0,
+    update_every: int = 1,
+    update_steps: int = 1,
+    lr: float = 5e-5,
+    on_sample: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, Generated]]:
+    """Yields (iteration, sample) in generation order; `prompts`/`seeds` give one per sample."""
+    import torch
+
+    learner = copy.deepcopy(base)  # the caller's base model stays as it was
+    learner.eval()
+    optimizer = torch.optim.AdamW(learner.parameters(), lr=lr)
+    for start in range(0, len(prompts), update_every):
+        group = slice(start, start + update_every)
+        found = generate(finetuned, learner, prompts[group], settings, seeds=seeds[group], eos_id=eos_id, pad_id=pad_id)
+        for offset, sample in enumerate(found):
+            if on_sample:
+                on_sample(start + offset)
+            yield start // update_every, sample
+        rows = [s.prompt + s.tokens for s in found if s.tokens]
+        if rows:
+            update(learner, optimizer, rows, [len(s.prompt) for s in found if s.tokens], update_steps, pad_id)
+
+
+def update(model, optimizer, rows: list[list[int]], prompt_lengths: list[int], steps: int, pad_id: int) -> None:
+    """`steps` AdamW steps of next-token loss on the generated part of `rows`."""
+    import torch
+
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full_like(ids, IGNORE)
+    mask = torch.zeros_like(ids)
+    for i, (row, n_prompt) in enumerate(zip(rows, prompt_lengths)):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, n_prompt : len(row)] = torch.tensor(row[n_prompt:])
+    device = next(model.parameters()).device
+    ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+    model.train()
+    for _ in range(steps):
+        loss = causal_lm_loss(model(input_ids=ids, attention_mask=mask).logits, labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def plain(settings: DecodeSettings) -> DecodeSettings:
+    """Settings for plain sampling from one model: no contrast, no plausibility cut."""
+    return replace(settings, gamma=0.0, alpha=0.0, mode="sample" if settings.mode == "greedy" else settings.mode)

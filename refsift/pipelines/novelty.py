@@ -1,0 +1,211 @@
+"""Novelty reports for a fine-tuned checkpoint: contrastive generation (CGE), iterative
+CGE, and extract mode over candidate data.
+
+    jobs (mode, seed, prompt) -> ContrastiveSampler -> samples/*.parquet -> catalog.duckdb
+    extract: refsift score (model=base, finetuned=ft) on --data, or an existing --run
+    -> report.json, report.md, report.html
+
+Static samples fan out over Beam workers, each loading both models once; iterative CGE is
+sequential by nature and runs as one element on one worker.
+
+Run it with `refsift novelty` (see `refsift novelty --help`) or `refsift.pipelines.novelty.run`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import refsift
+from refsift import catalog, models
+from refsift.errors import RefsiftError
+from refsift.kernels.contrastive import DecodeSettings
+from refsift.pipelines.score import pipeline_options, prepare_out
+from refsift.schemas import SAMPLES_SCHEMA
+from refsift.transforms import WriteShards
+from refsift.transforms.contrastive_sampler import ContrastiveSampler
+
+
+@dataclass(frozen=True)
+class NoveltyConfig:
+    """What to generate and compare. See `refsift novelty --help` for each field."""
+
+    base: str
+    finetuned: str
+    out: str
+    num_samples: int = 32
+    baseline_samples: int | None = None  # default: num_samples
+    base_samples: int | None = None  # default: baseline_samples
+    iterative: bool = False
+    update_every: int = 1
+    update_steps: int = 1
+    lr: float = 5e-5
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    prompts: tuple[str, ...] = ()
+    seed: int = 0
+    batch_size: int = 8
+    data: tuple[str, ...] = ()
+    run: str | None = None
+    top_documents: int = 10
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if self.num_samples < 0 or self.batch_size < 1 or self.update_every < 1 or self.update_steps < 0:
+            raise RefsiftError("--num-samples, --batch-size, --update-every and --update-steps must be positive")
+        if self.lr <= 0:
+            raise RefsiftError("--lr must be positive")
+        if self.data and self.run:
+            raise RefsiftError("give --data or --run for extract mode, not both")
+
+
+def jobs(cfg: NoveltyConfig) -> list[dict]:
+    """Sample jobs; prompts cycle over the samples; every job has its own seed."""
+    prompts = list(cfg.prompts) or [""]
+    n_baseline = cfg.num_samples if cfg.baseline_samples is None else cfg.baseline_samples
+    n_base = n_baseline if cfg.base_samples is None else cfg.base_samples
+    out, iterative = [], []
+    for mode, count in (("cge", cfg.num_samples), ("baseline", n_baseline), ("base", n_base)):
+        for i in range(count):
+            job = {
+                "sample_id": f"{mode}-{i:05d}",
+                "mode": mode,
+                "seed": cfg.seed * 1_000_003 + i,
+                "prompt": prompts[i % len(prompts)],
+            }
+            if mode == "cge" and cfg.iterative:
+                iterative.append({**job, "sample_id": f"cge-iterative-{i:05d}", "mode": "cge-iterative"})
+            else:
+                out.append(job)
+    if iterative:
+        out.append({"mode": "cge-iterative", "jobs": iterative})
+    return out
+
+
+def build(p: beam.Pipeline, cfg: NoveltyConfig) -> None:
+    update = {"update_every": cfg.update_every, "update_steps": cfg.update_steps, "lr": cfg.lr}
+    (
+        p
+        | "Jobs" >> beam.Create(jobs(cfg))
+        | "ContrastiveSampler"
+        >> ContrastiveSampler(
+            base=cfg.base,
+            finetuned=cfg.finetuned,
+            settings=cfg.decode,
+            batch_size=cfg.batch_size,
+            update=update,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            trust_remote_code=cfg.trust_remote_code,
+        )
+        | "WriteSamples" >> WriteShards(directory=f"{cfg.out}/samples", schema=SAMPLES_SCHEMA)
+    )
+
+
+def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
+    """Candidate documents ranked by mean log p_ft - log p_base, as `extract` sample rows."""
+    if cfg.data:
+        from refsift.config import ScoreConfig
+        from refsift.pipelines import score
+
+        run_dir = f"{cfg.out}/extract_run"
+        score.run(
+            ScoreConfig(
+                inputs=cfg.data,
+                out=run_dir,
+                model=cfg.base,
+                finetuned=cfg.finetuned,
+                device=cfg.device,
+                dtype=cfg.dtype,
+                trust_remote_code=cfg.trust_remote_code,
+            ),
+            beam_args,
+        )
+    elif cfg.run:
+        run_dir = cfg.run
+        manifest = json.loads(Path(run_dir, "manifest.json").read_text())
+        if "finetuned" not in manifest["roles"]:
+            raise RefsiftError(f"{run_dir} was scored without a --finetuned model: it has no novelty column")
+    else:
+        return []
+    con = catalog.connect(run_dir)
+    try:
+        top = con.execute(
+            "SELECT doc_id, source, text, novelty FROM examples WHERE novelty IS NOT NULL "
+            "ORDER BY novelty DESC, doc_id LIMIT ?",
+            [cfg.top_documents],
+        ).fetchall()
+        rows = []
+        for rank, (doc_id, source, text, novelty) in enumerate(top):
+            tokens = con.execute(
+                "SELECT char_start, char_end, -nll_finetuned, -nll_model FROM token_scores "
+                "WHERE doc_id = ? ORDER BY position",
+                [doc_id],
+            ).fetchall()
+            rows.append(
+                {
+                    "sample_id": f"extract-{rank:05d}-{doc_id}",
+                    "mode": "extract",
+                    "iteration": None,
+                    "seed": None,
+                    "prompt": f"{source}:{doc_id}",
+                    "text": text,
+                    "token_ids": [],
+                    "token_text": [text[s:e] for s, e, _, _ in tokens],
+                    "logp_ft": [f for _, _, f, _ in tokens],
+                    "logp_base": [b for _, _, _, b in tokens],
+                    "score": [f - cfg.decode.gamma * b for _, _, f, b in tokens],
+                    "n_tokens": len(tokens),
+                    "finished": True,
+                    "mean_contrast": novelty,
+                }
+            )
+        return rows
+    finally:
+        con.close()
+
+
+def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
+    """Generates, extracts and writes the report; returns report.json's content."""
+    from refsift.report import novelty as report
+
+    started = time.time()
+    models.check_shared_tokenizer(
+        {"base": cfg.base, "finetuned": cfg.finetuned}, trust_remote_code=cfg.trust_remote_code
+    )
+    if not catalog.is_local(cfg.out):
+        raise RefsiftError("novelty reports are written to a local directory")
+    prepare_out(cfg.out, cfg.overwrite)
+    pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
+    build(pipeline, cfg)
+    pipeline.run().wait_until_finish()
+    extracted = extract(cfg, beam_args)
+    if extracted:
+        pq.write_table(pa.Table.from_pylist(extracted, schema=SAMPLES_SCHEMA), f"{cfg.out}/samples/extract.parquet")
+    catalog.build(cfg.out, {"samples": SAMPLES_SCHEMA})
+    samples = []
+    for path in sorted(glob.glob(f"{cfg.out}/samples/*.parquet")):
+        samples += pq.read_table(path).to_pylist()
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("base", "finetuned", "out", "decode")}
+    settings.update(asdict(cfg.decode))
+    content = report.build(
+        base=models.provenance(cfg.base),
+        finetuned=models.provenance(cfg.finetuned),
+        settings=settings,
+        samples=samples,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        refsift_version=refsift.__version__,
+    )
+    content["wall_time_s"] = round(time.time() - started, 2)
+    report.write(content, cfg.out)
+    return content

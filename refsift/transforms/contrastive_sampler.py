@@ -1,0 +1,175 @@
+"""`ContrastiveSampler`: sample jobs -> `samples` rows, both models loaded once per worker.
+
+A job is {sample_id, mode, seed, prompt}. Mode "cge" decodes contrastively (fine-tuned vs
+base); "baseline" samples plainly from the fine-tuned model and "base" from the base model,
+for comparison; "cge-iterative" jobs run in order inside one element (iterative CGE is
+sequential: each sample depends on the base updates before it).
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.shared import Shared
+from apache_beam.utils.windowed_value import WindowedValue
+
+from refsift.kernels.contrastive import DecodeSettings, Generated
+from refsift.transforms.shared_models import acquire
+
+
+def token_texts(tokenizer, ids: list[int]) -> list[str]:
+    """Each token's share of the decoded text (byte-level pieces join up where they can)."""
+    texts, previous = [], ""
+    for i in range(len(ids)):
+        current = tokenizer.decode(ids[: i + 1])
+        texts.append(current[len(previous) :] if current.startswith(previous) else tokenizer.decode(ids[i : i + 1]))
+        previous = current
+    return texts
+
+
+def sample_row(job: dict, sample: Generated, tokenizer, eos_id, iteration: int | None = None) -> dict:
+    tokens = sample.tokens
+    finished = bool(tokens) and tokens[-1] == eos_id
+    contrast = [f - b for f, b in zip(sample.logp_ft, sample.logp_base)]
+    return {
+        "sample_id": job["sample_id"],
+        "mode": job["mode"],
+        "iteration": iteration,
+        "seed": job["seed"],
+        "prompt": job["prompt"],
+        "text": tokenizer.decode(tokens, skip_special_tokens=True),
+        "token_ids": tokens,
+        "token_text": token_texts(tokenizer, tokens),
+        "logp_ft": sample.logp_ft,
+        "logp_base": sample.logp_base,
+        "score": sample.score,
+        "n_tokens": len(tokens),
+        "finished": finished,
+        "mean_contrast": sum(contrast) / len(contrast) if contrast else None,
+    }
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """BOS (else EOS, GPT-2's document separator) followed by the prompt's tokens."""
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return [start] + (tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else [])
+
+
+class _SampleFn(beam.DoFn):
+    def __init__(self, base, finetuned, settings, batch_size, update, load_args):
+        self._base, self._finetuned, self._settings = base, finetuned, settings
+        self._batch_size, self._update, self._load_args = batch_size, update, load_args
+        self._shared = Shared()
+        self._samples = Metrics.counter("ContrastiveSampler", "samples")
+
+    def setup(self):
+        from refsift.models import load_model, load_tokenizer
+
+        def load(spec):
+            tag = f"model:{spec}:{sorted(self._load_args.items())}"
+            return acquire(self._shared, tag, lambda: load_model(spec, **self._load_args)).value
+
+        self._models = {"base": load(self._base), "finetuned": load(self._finetuned)}
+        self._tokenizer = load_tokenizer(self._finetuned, trust_remote_code=self._load_args["trust_remote_code"])
+        self._eos = self._tokenizer.eos_token_id
+        self._pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else (self._eos or 0)
+
+    def start_bundle(self):
+        self._pool = []
+
+    def process(self, job):
+        if job["mode"] == "cge-iterative":
+            yield from self._iterative(job["jobs"])
+            return
+        self._pool.append(job)
+        if len(self._pool) >= 4 * self._batch_size:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for row in self._flush():
+            yield WindowedValue(row, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+    def _flush(self):
+        from refsift.kernels.contrastive import generate
+        from refsift.kernels.iterative import plain
+
+        pool, self._pool = sorted(self._pool, key=lambda j: (j["mode"], j["sample_id"])), []
+        for i in range(0, len(pool), self._batch_size):
+            batch = pool[i : i + self._batch_size]
+            for mode in sorted({j["mode"] for j in batch}):
+                jobs = [j for j in batch if j["mode"] == mode]
+                first, second = self._models["finetuned"], self._models["base"]
+                settings = self._settings if mode == "cge" else plain(self._settings)
+                if mode == "base":  # sample from the base model: swap, and swap the scores back
+                    first, second = second, first
+                prompts = [prompt_ids(self._tokenizer, j["prompt"]) for j in jobs]
+                found = generate(
+                    first,
+                    second,
+                    prompts,
+                    settings,
+                    seeds=[j["seed"] for j in jobs],
+                    eos_id=self._eos,
+                    pad_id=self._pad,
+                )
+                for job, sample in zip(jobs, found):
+                    if mode == "base":
+                        sample.logp_ft, sample.logp_base = sample.logp_base, sample.logp_ft
+                        sample.score = [f - self._settings.gamma * b for f, b in zip(sample.logp_ft, sample.logp_base)]
+                    self._samples.inc()
+                    yield sample_row(job, sample, self._tokenizer, self._eos)
+
+    def _iterative(self, jobs):
+        from tqdm.auto import tqdm
+
+        from refsift.kernels.iterative import iterative_cge
+
+        bar = tqdm(total=len(jobs), desc="iterative CGE", unit="sample")
+        prompts = [prompt_ids(self._tokenizer, j["prompt"]) for j in jobs]
+        found = iterative_cge(
+            self._models["finetuned"],
+            self._models["base"],
+            prompts,
+            [j["seed"] for j in jobs],
+            self._settings,
+            eos_id=self._eos,
+            pad_id=self._pad,
+            on_sample=lambda _: bar.update(),
+            **self._update,
+        )
+        for job, (iteration, sample) in zip(jobs, found):
+            self._samples.inc()
+            yield sample_row(job, sample, self._tokenizer, self._eos, iteration=iteration)
+        bar.close()
+
+
+class ContrastiveSampler(beam.PTransform):
+    """Generates the samples that jobs ask for.
+
+    Args:
+      base, finetuned: model specs (they must share a tokenizer).
+      settings: DecodeSettings for the contrastive samples (plain samples use gamma=0, alpha=0).
+      batch_size: samples decoded together.
+      update: for iterative jobs, {update_every, update_steps, lr}.
+      device, dtype, trust_remote_code: model loading.
+    """
+
+    def __init__(
+        self,
+        *,
+        base: str,
+        finetuned: str,
+        settings: DecodeSettings,
+        batch_size: int = 8,
+        update: dict | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ):
+        super().__init__()
+        load_args = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        self._fn = _SampleFn(base, finetuned, settings, batch_size, update or {}, load_args)
+
+    def expand(self, jobs):
+        return jobs | "Generate" >> beam.ParDo(self._fn)
