@@ -107,3 +107,14 @@ def mixed_corpus(tmp_path_factory):
         ("web.jsonl", 8): "invalid_json",
     }
     return d, expected
+
+
+@pytest.fixture(scope="session")
+def code_finetuned(models_dir, tokenizer, prose_model):
+    """The prose model fine-tuned further on prose and Python code: code is what it learned."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(prose_model)
+    texts = corpora.documents("prose")[:40] + corpora.documents("code")[:80]
+    tiny.pretrain(model, tokenizer, texts, steps=120, seed=5)
+    return str(tiny.save(model, tokenizer, models_dir / "code_finetuned"))

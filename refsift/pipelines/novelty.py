@@ -112,6 +112,20 @@ def build(p: beam.Pipeline, cfg: NoveltyConfig) -> None:
     )
 
 
+def covering_pieces(text: str, tokens: list[tuple]) -> list[tuple]:
+    """(text, logp_ft, logp_base) pieces covering the whole text: scored tokens by their
+    character spans, and whatever lies between them (the unscored first token) with None."""
+    pieces, at = [], 0
+    for start, end, logp_ft, logp_base in tokens:
+        if start > at:
+            pieces.append((text[at:start], None, None))
+        pieces.append((text[start:end], logp_ft, logp_base))
+        at = max(at, end)
+    if at < len(text):
+        pieces.append((text[at:], None, None))
+    return pieces
+
+
 def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
     """Candidate documents ranked by mean log p_ft - log p_base, as `extract` sample rows."""
     if cfg.data:
@@ -152,6 +166,7 @@ def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
                 "WHERE doc_id = ? ORDER BY position",
                 [doc_id],
             ).fetchall()
+            pieces = covering_pieces(text, tokens)
             rows.append(
                 {
                     "sample_id": f"extract-{rank:05d}-{doc_id}",
@@ -161,10 +176,10 @@ def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
                     "prompt": f"{source}:{doc_id}",
                     "text": text,
                     "token_ids": [],
-                    "token_text": [text[s:e] for s, e, _, _ in tokens],
-                    "logp_ft": [f for _, _, f, _ in tokens],
-                    "logp_base": [b for _, _, _, b in tokens],
-                    "score": [f - cfg.decode.gamma * b for _, _, f, b in tokens],
+                    "token_text": [t for t, _, _ in pieces],
+                    "logp_ft": [f for _, f, _ in pieces],
+                    "logp_base": [b for _, _, b in pieces],
+                    "score": [None if f is None else f - cfg.decode.gamma * b for _, f, b in pieces],
                     "n_tokens": len(tokens),
                     "finished": True,
                     "mean_contrast": novelty,

@@ -1,0 +1,153 @@
+"""Contrastive decoding, iterative CGE, extract mode and the novelty report."""
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from refsift import catalog, cli, models
+from refsift.kernels.contrastive import DecodeSettings, contrastive_scores, generate, sampling_logits
+from refsift.kernels.iterative import iterative_cge
+from refsift.pipelines import novelty
+from refsift.report import novelty as novelty_report
+from tests.browser import open_page
+from tests.conftest import held_out, write_jsonl
+
+
+def test_contrastive_step_equals_the_formula_on_hand_made_logits():
+    logp_ft = torch.log_softmax(torch.tensor([[4.0, 3.0, 0.0, -2.0]]), -1)
+    logp_base = torch.log_softmax(torch.tensor([[5.0, 0.0, 1.0, 0.0]]), -1)
+    scores = contrastive_scores(logp_ft, logp_base, alpha=0.1, gamma=0.5)
+    p_ft = logp_ft.exp()[0]
+    for v in range(4):
+        if p_ft[v] >= 0.1 * p_ft.max():
+            assert scores[0, v].item() == pytest.approx((logp_ft[0, v] - 0.5 * logp_base[0, v]).item())
+        else:
+            assert scores[0, v].item() == -math.inf
+    assert scores[0].argmax().item() == 1  # the base model's favourite loses to the novel token
+    assert torch.isfinite(scores).sum().item() == 2
+
+
+def test_plausibility_keeps_at_least_the_top_token_and_alpha_zero_keeps_all():
+    logp_ft = torch.log_softmax(torch.tensor([[10.0, 0.0, 0.0]]), -1)
+    logp_base = torch.log_softmax(torch.tensor([[30.0, 0.0, 0.0]]), -1)
+    assert torch.isfinite(contrastive_scores(logp_ft, logp_base, alpha=1.0)).tolist() == [[True, False, False]]
+    assert torch.isfinite(contrastive_scores(logp_ft, logp_base, alpha=0.0)).all()
+
+
+def test_top_k_and_top_p_filter_the_scores():
+    scores = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    assert torch.isfinite(sampling_logits(scores, DecodeSettings(top_k=2))).tolist() == [[True, True, False, False]]
+    kept = torch.isfinite(sampling_logits(scores, DecodeSettings(top_p=0.7)))[0].tolist()
+    assert kept == [True, True, False, False]  # softmax mass 0.64 after one token, 0.88 after two
+
+
+@pytest.fixture(scope="module")
+def pair(prose_model, code_finetuned, tokenizer):
+    ft = AutoModelForCausalLM.from_pretrained(code_finetuned).eval()
+    base = AutoModelForCausalLM.from_pretrained(prose_model).eval()
+    return ft, base, tokenizer
+
+
+@pytest.mark.parametrize("mode", ["greedy", "sample", "beam"])
+def test_kv_cached_decoding_equals_uncached_token_for_token(pair, mode):
+    ft, base, tok = pair
+    prompts = [[tok.bos_token_id], [tok.bos_token_id, *tok("def ", add_special_tokens=False)["input_ids"]]]
+    settings = DecodeSettings(mode=mode, max_new_tokens=24, num_beams=3)
+    kwargs = dict(seeds=[1, 2], eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+    cached = generate(ft, base, prompts, settings, **kwargs)
+    uncached = generate(ft, base, prompts, settings, use_cache=False, **kwargs)
+    for a, b in zip(cached, uncached):
+        assert a.tokens == b.tokens and len(a.tokens) > 0
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+
+
+def test_a_sample_does_not_depend_on_its_batch(pair):
+    ft, base, tok = pair
+    bos = [tok.bos_token_id]
+    settings = DecodeSettings(max_new_tokens=16)
+    alone = generate(ft, base, [bos], settings, seeds=[7], eos_id=tok.eos_token_id)[0]
+    batched = generate(ft, base, [bos, bos, bos], settings, seeds=[3, 7, 9], eos_id=tok.eos_token_id)
+    assert batched[1].tokens == alone.tokens and batched[0].tokens != alone.tokens
+
+
+def test_iterative_updates_change_a_copy_of_the_base_only_and_no_file(pair, prose_model, code_finetuned):
+    ft, base, tok = pair
+    before = {n: p.clone() for n, p in base.named_parameters()}
+    ft_before = {n: p.clone() for n, p in ft.named_parameters()}
+    files = {path: models.weights_hash(path) for path in (models.Path(prose_model), models.Path(code_finetuned))}
+    out = list(iterative_cge(ft, base, [[tok.bos_token_id]] * 4, [0, 1, 2, 3], DecodeSettings(max_new_tokens=16),
+                             eos_id=tok.eos_token_id, update_steps=3, lr=1e-2))  # fmt: skip
+    assert [i for i, _ in out] == [0, 1, 2, 3]
+    assert all(torch.equal(p, before[n]) for n, p in base.named_parameters())
+    assert all(torch.equal(p, ft_before[n]) for n, p in ft.named_parameters())
+    assert {path: models.weights_hash(path) for path in files} == files
+    # The copy did learn: later samples face a base that already likes what was found.
+    assert out[-1][1].score != out[0][1].score
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory, prose_model, code_finetuned):
+    d = tmp_path_factory.mktemp("novelty")
+    docs = [{"id": f"p{i}", "text": t} for i, t in enumerate(held_out("prose", 6))]
+    docs.append({"id": "novel", "text": held_out("code", 1)[0]})
+    docs.append({"id": "evil", "text": "<script>alert(1)</script> " + held_out("prose", 1, start=160)[0]})
+    write_jsonl(d / "candidates.jsonl", docs)
+    assert cli.main(["novelty", "--base", prose_model, "--finetuned", code_finetuned, "--out", str(d / "report"),
+                     "--num-samples", "6", "--max-new-tokens", "32", "--data", str(d / "candidates.jsonl"),
+                     "--iterative", "--lr", "1e-3", "--update-steps", "2"]) == 0  # fmt: skip
+    return d / "report"
+
+
+def test_extract_mode_ranks_the_planted_novel_document_first(report_dir):
+    report = json.loads((report_dir / "report.json").read_text())
+    extracted = [s for s in report["samples"] if s["mode"] == "extract"]
+    assert extracted[0]["id"].endswith("-novel")
+    assert extracted[0]["mean_contrast"] > extracted[1]["mean_contrast"]
+    assert "".join(t["text"] for t in extracted[0]["tokens"]) == held_out("code", 1)[0]
+    assert extracted[0]["tokens"][0]["score"] is None  # the first token has no left context
+
+
+def test_report_json_has_the_promised_structure(report_dir):
+    report = json.loads((report_dir / "report.json").read_text())
+    assert {"base", "finetuned", "settings", "samples", "summary"} <= report.keys()
+    assert report["base"]["weights_sha256"] and report["settings"]["alpha"] == 0.1
+    modes = {s["mode"] for s in report["samples"]}
+    assert modes == {"cge-iterative", "baseline", "base", "extract"}
+    sample = next(s for s in report["samples"] if s["mode"] == "cge-iterative")
+    assert {"text", "mode", "iteration", "mean_contrast", "tokens"} <= sample.keys()
+    assert {"text", "logp_ft", "logp_base", "score"} <= sample["tokens"][0].keys()
+    iterations = [s["iteration"] for s in report["samples"] if s["mode"] == "cge-iterative"]
+    assert iterations == sorted(iterations) == list(range(6))
+    summary = report["summary"]
+    assert summary["mean_contrast"]["cge-iterative"] > summary["mean_contrast"]["baseline"]
+    assert len(summary["contrast_by_iteration"]) == 6 and summary["clusters"]["groups"]
+    assert "vs_baseline" in summary["over_represented"] and "cge-iterative" in summary["diversity"]
+    assert catalog.query(str(report_dir), "SELECT count(*) FROM samples WHERE mode = 'base'")[1] == [(6,)]
+
+
+def test_report_renders_offline_and_escapes_planted_script(report_dir):
+    seen = open_page(report_dir / "report.html")
+    assert seen["title"] == "refsift novelty report"
+    assert seen["requests"] == [(report_dir / "report.html").resolve().as_uri()]
+    assert seen["console"] == [] and seen["errors"] == [] and seen["dialogs"] == []
+    assert seen["scripts"] == 0
+    assert "<script>alert(1)</script>" in seen["text"]  # shown as text
+
+
+def test_escaping_in_the_static_renderers():
+    row = {"sample_id": "x", "mode": "cge", "iteration": None, "prompt": "", "text": "<b>hi</b>", "token_ids": [1],
+           "token_text": ["<b>hi</b>"], "logp_ft": [-1.0], "logp_base": [-2.0], "score": [1.0], "n_tokens": 1,
+           "finished": True, "mean_contrast": 1.0}  # fmt: skip
+    report = novelty_report.build(base={"spec": "b"}, finetuned={"spec": "f"}, settings={}, samples=[row],
+                                  created="now", refsift_version="0")  # fmt: skip
+    page = novelty_report.render_html(report)
+    assert "<b>hi</b>" not in page and "&lt;b&gt;hi&lt;/b&gt;" in page
+
+
+def test_models_must_share_a_tokenizer(prose_model, foreign_model, tmp_path):
+    cfg = novelty.NoveltyConfig(base=prose_model, finetuned=foreign_model, out=str(tmp_path / "r"))
+    with pytest.raises(Exception, match="share a tokenizer"):
+        novelty.run(cfg)
