@@ -347,6 +347,26 @@ def run_novelty(args, beam_args: list[str]) -> None:
     print(f"report: {args.out}/report.html (also report.md, report.json; samples in {args.out}/catalog.duckdb)")
 
 
+def add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained HTML page for a scoring run",
+        description="Counts and rejections, per-source score distributions, nll_model against nll_reference, "
+        "the top and bottom documents by each score with tokens shaded, and the registered selections.",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
+    p.set_defaults(handler=run_report)
+
+
+def run_report(args, _beam_args) -> None:
+    from refsift import catalog
+    from refsift.report import run as run_report_page
+
+    catalog.connect(args.run_dir).close()  # a clear error for a directory that is not a run
+    print(f"wrote {run_report_page.write(args.run_dir, args.out)}")
+
+
 def add_sql(sub) -> None:
     p = sub.add_parser(
         "sql",
@@ -414,6 +434,7 @@ def parser() -> argparse.ArgumentParser:
     add_select(sub)
     add_finetune(sub)
     add_novelty(sub)
+    add_report(sub)
     return p
 
 

@@ -29,6 +29,7 @@ from refsift import catalog, models
 from refsift.errors import RefsiftError
 from refsift.kernels.contrastive import DecodeSettings
 from refsift.pipelines.score import pipeline_options, prepare_out
+from refsift.report.html import covering_pieces
 from refsift.schemas import SAMPLES_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.contrastive_sampler import ContrastiveSampler
@@ -110,20 +111,6 @@ def build(p: beam.Pipeline, cfg: NoveltyConfig) -> None:
         )
         | "WriteSamples" >> WriteShards(directory=f"{cfg.out}/samples", schema=SAMPLES_SCHEMA)
     )
-
-
-def covering_pieces(text: str, tokens: list[tuple]) -> list[tuple]:
-    """(text, logp_ft, logp_base) pieces covering the whole text: scored tokens by their
-    character spans, and whatever lies between them (the unscored first token) with None."""
-    pieces, at = [], 0
-    for start, end, logp_ft, logp_base in tokens:
-        if start > at:
-            pieces.append((text[at:start], None, None))
-        pieces.append((text[start:end], logp_ft, logp_base))
-        at = max(at, end)
-    if at < len(text):
-        pieces.append((text[at:], None, None))
-    return pieces
 
 
 def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:

@@ -135,8 +135,16 @@ def histogram(values: list[float], *, bins: int = 20, width=360, height=140, lo=
     )
 
 
-def scatter(points: list[tuple[float, float]], *, x_label: str, y_label: str, width=420, height=420) -> str:
-    """An inline SVG scatter plot with the diagonal y = x."""
+def scatter(
+    points: list[tuple[float, float]],
+    *,
+    x_label: str,
+    y_label: str,
+    colors: list[str] | None = None,
+    width=420,
+    height=420,
+) -> str:
+    """An inline SVG scatter plot with the diagonal y = x; one colour per point if given."""
     if not points:
         return "<p>(no data)</p>"
     pad = 40
@@ -145,9 +153,10 @@ def scatter(points: list[tuple[float, float]], *, x_label: str, y_label: str, wi
     def xy(x, y):
         return pad + (x - lo) / (hi - lo) * (width - 2 * pad), height - pad - (y - lo) / (hi - lo) * (height - 2 * pad)
 
+    colors = colors or ["#268bd2"] * len(points)
     dots = "".join(
-        f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='2.5' fill='#268bd2' fill-opacity='.6'/>"
-        for cx, cy in (xy(x, y) for x, y in points)
+        f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='2.5' fill='{c}' fill-opacity='.6'/>"
+        for (cx, cy), c in zip((xy(x, y) for x, y in points), colors)
     )
     (ax, ay), (bx, by) = xy(lo, lo), xy(hi, hi)
     return (
@@ -157,3 +166,17 @@ def scatter(points: list[tuple[float, float]], *, x_label: str, y_label: str, wi
         f"<text x='{pad}' y='{height - 8}' font-size='12'>{esc(x_label)} ({lo:.3g} .. {hi:.3g})</text>"
         f"<text x='4' y='14' font-size='12'>{esc(y_label)}</text></svg>"
     )
+
+
+def covering_pieces(text: str, tokens: list[tuple]) -> list[tuple]:
+    """(text, logp_ft, logp_base) pieces covering the whole text: scored tokens by their
+    character spans, and whatever lies between them (the unscored first token) with None."""
+    pieces, at = [], 0
+    for start, end, logp_ft, logp_base in tokens:
+        if start > at:
+            pieces.append((text[at:start], None, None))
+        pieces.append((text[start:end], logp_ft, logp_base))
+        at = max(at, end)
+    if at < len(text):
+        pieces.append((text[at:], None, None))
+    return pieces

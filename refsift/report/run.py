@@ -1,0 +1,169 @@
+"""The run report: one self-contained page for a scoring run (`refsift report RUN_DIR`).
+
+Counts and rejections; per-source distributions of every score present; nll_model against
+nll_reference per document (the picture behind RHO-LOSS/LoBaSS bands); the top and bottom
+documents by each score with tokens shaded by excess loss; the registered selections.
+Everything is read through the run's DuckDB catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from refsift import catalog
+from refsift.report import html as h
+from refsift.schemas import DERIVED_SCORES
+
+PALETTE = ["#268bd2", "#dc322f", "#859900", "#b58900", "#6c71c4", "#2aa198", "#d33682", "#cb4b16", "#657b83"]
+
+
+def _score_columns(con) -> list[str]:
+    names = [d[0] for d in con.execute("SELECT * FROM examples LIMIT 0").description]
+    present = [c for c in names if c.startswith(("nll_", "bpb_")) or c in DERIVED_SCORES]
+    return [c for c in present if con.execute(f'SELECT count("{c}") FROM examples').fetchone()[0] > 0]
+
+
+def _distributions(con, columns: list[str], sources: list[str]) -> str:
+    parts = []
+    for column in columns:
+        lo, hi = con.execute(
+            f'SELECT quantile_cont("{column}", 0.01), quantile_cont("{column}", 0.99) FROM examples'
+        ).fetchone()
+        cells = []
+        for source in sources:
+            values = [
+                v for (v,) in con.execute(f'SELECT "{column}" FROM examples WHERE source = ?', [source]).fetchall()
+            ]
+            finite = [v for v in values if v is not None and math.isfinite(v)]
+            mean = sum(finite) / len(finite) if finite else float("nan")
+            cells.append(
+                f"<div><b>{h.esc(source)}</b> mean {mean:.3f}<br>"
+                f"{h.histogram(finite, lo=lo, hi=hi, width=220, height=90, bins=16)}</div>"
+            )
+        parts.append(f"<h3>{h.esc(column)}</h3><div class='row'>{''.join(cells)}</div>")
+    return "".join(parts)
+
+
+def _scatter(con, sources: list[str]) -> str:
+    rows = con.execute("SELECT source, nll_model, nll_reference FROM examples").fetchall()
+    colors = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(sources)}
+    points = [(x, y) for _, x, y in rows]
+    svg = h.scatter(points, x_label="nll_model", y_label="nll_reference", colors=[colors[s] for s, _, _ in rows])
+    legend = " ".join(f"<span style='color:{c}'>●</span> {h.esc(s)}" for s, c in colors.items())
+    return (
+        "<h2>nll_model against nll_reference</h2><p>One dot per document. Below the diagonal the reference "
+        "model finds a document easier than the model to train: high excess loss, worth learning (Rho-1, "
+        "RHO-LOSS). Documents near the top right are hard for both (noise); bottom left, easy for both "
+        f"(already known): LoBaSS-style bands cut both.</p>{svg}<p>{legend}</p>"
+    )
+
+
+def _document(con, doc_id: str, text: str, has_reference: bool, scale: float) -> str:
+    shade_by = "excess" if has_reference else "nll_model"
+    tokens = con.execute(
+        f"SELECT char_start, char_end, {shade_by}, nll_model FROM token_scores WHERE doc_id = ? ORDER BY position",
+        [doc_id],
+    ).fetchall()
+    pieces = h.covering_pieces(text, tokens)
+    shown = [(t, s, f"{shade_by}={s:.3f}  nll_model={m:.3f}" if s is not None else "") for t, s, m in pieces]
+    return h.shaded_tokens(shown, scale)
+
+
+def _extremes(con, columns: list[str], has_reference: bool, per_end: int) -> str:
+    shade_by = "excess" if has_reference else "nll_model"
+    values = sorted(abs(v) for (v,) in con.execute(f"SELECT {shade_by} FROM token_scores").fetchall() if v is not None)
+    scale = values[int(0.95 * (len(values) - 1))] if values else 1.0
+    parts = [h.legend(scale, f"token shading: {shade_by} (hover for values)")]
+    for column in columns:
+        for label, order in (("highest", "DESC"), ("lowest", "ASC")):
+            rows = con.execute(
+                f'SELECT doc_id, source, text, "{column}" FROM examples WHERE "{column}" IS NOT NULL '
+                f'ORDER BY "{column}" {order}, doc_id LIMIT ?',
+                [per_end],
+            ).fetchall()
+            docs = "".join(
+                f"<div class='sample'><div class='meta'>{h.esc(f'{doc_id} · {source} · {column} = {value:.4f}')}"
+                f"</div>{_document(con, doc_id, text[:3000], has_reference, scale)}</div>"
+                for doc_id, source, text, value in rows
+            )
+            parts.append(f"<details><summary><b>{h.esc(column)}</b>: {label} {len(rows)}</summary>{docs}</details>")
+    return "".join(parts)
+
+
+def _selections(con) -> str:
+    views = [
+        v
+        for (v,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE view_name LIKE 'selection_%' ORDER BY 1"
+        ).fetchall()
+    ]
+    if not views:
+        return "<p>No selection registered yet (<code>refsift select RUN_DIR --out MIX</code> registers one).</p>"
+    parts = []
+    for view in views:
+        try:
+            rows = con.execute(
+                "SELECT source, count(DISTINCT doc_id), count(*), count(*) FILTER (WHERE label <> -100) "
+                f'FROM (SELECT source, doc_id, unnest(labels) AS label FROM "{view}") GROUP BY 1 ORDER BY 1'
+            ).fetchall()
+        except Exception as err:  # the selection's files were moved or deleted
+            parts.append(f"<h3>{h.esc(view)}</h3><p>unreadable: {h.esc(str(err).splitlines()[0])}</p>")
+            continue
+        total = sum(r[3] for r in rows) or 1
+        table = h.table(
+            ["source", "documents", "tokens", "labelled tokens", "share of labelled"],
+            [[s, d, t, n, f"{n / total:.1%}"] for s, d, t, n in rows],
+        )
+        parts.append(f"<h3>{h.esc(view)}</h3>{table}")
+    return "".join(parts)
+
+
+def render(run_dir: str, *, per_end: int = 3) -> str:
+    manifest = json.loads(Path(run_dir, "manifest.json").read_text())
+    con = catalog.connect(run_dir)
+    try:
+        counts = manifest["counts"]
+        sources = [s for (s,) in con.execute("SELECT DISTINCT source FROM examples ORDER BY 1").fetchall()]
+        per_source = con.execute(
+            "SELECT source, count(*), sum(n_tokens), sum(n_bytes) FROM examples GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        rejected = con.execute(
+            "SELECT reason, count(*), any_value(input), any_value(record) FROM rejected GROUP BY 1 ORDER BY 2 DESC"
+        ).fetchall()
+        columns = _score_columns(con)
+        has_reference = "reference" in manifest["roles"]
+        roles = [
+            [r, m.get("spec", ""), m.get("weights_sha256", m.get("revision", ""))] for r, m in manifest["roles"].items()
+        ]
+        body = [
+            f"<h1>Scoring run {h.esc(Path(run_dir).resolve().name)}</h1>",
+            f"<p>Created {h.esc(manifest['created'])} by refsift {h.esc(manifest['refsift_version'])} in "
+            f"{manifest['wall_time_s']:.1f} s. Documents read {counts['read']} = scored {counts['scored']} + "
+            f"rejected {counts['rejected']}; {counts['tokens_scored']} tokens scored in {counts['windows']} "
+            "windows.</p>",
+            h.row(
+                h.table(["role", "model", "weights / revision"], roles),
+                h.table(["source", "documents", "scored tokens", "bytes"], per_source),
+            ),
+            "<h2>Rejected records</h2>",
+            h.table(["reason", "count", "an input", "a record"], [[r, n, i, rec[:120]] for r, n, i, rec in rejected])
+            if rejected
+            else "<p>None.</p>",
+            "<h2>Score distributions by source</h2>",
+            _distributions(con, columns, sources),
+        ]
+        if has_reference:
+            body.append(_scatter(con, sources))
+        body += ["<h2>Top and bottom documents</h2>", _extremes(con, columns, has_reference, per_end)]
+        body += ["<h2>Selections</h2>", _selections(con)]
+        return h.page(f"refsift run report: {Path(run_dir).resolve().name}", "\n".join(body))
+    finally:
+        con.close()
+
+
+def write(run_dir: str, out: str | None = None) -> Path:
+    path = Path(out or Path(run_dir) / "report.html")
+    path.write_text(render(run_dir), encoding="utf-8")
+    return path
