@@ -7,3 +7,7 @@ whose compute kernels live in `refsift.kernels`; `refsift.catalog` opens the res
 """
 
 __version__ = "0.1.0"
+
+from refsift.api import Run, finetune, novelty, open_run, report, score, select  # noqa: E402
+
+__all__ = ["Run", "finetune", "novelty", "open_run", "report", "score", "select"]

@@ -70,25 +70,53 @@ def connect(run_dir: str, *, read_only: bool = True) -> duckdb.DuckDBPyConnectio
     return con
 
 
+def mirror(run_dir: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection holding the catalog's views, so that long-lived readers
+    (`refsift.open_run`) never keep the catalog file open and writers can still register
+    selections."""
+    with connect(run_dir) as con:
+        views = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
+    memory = duckdb.connect()
+    memory.execute(f"SET file_search_path = '{Path(run_dir).resolve()}'")
+    pending = dict(views)
+    while pending:  # views may refer to each other: create each once its dependencies exist
+        progressed = False
+        for name, sql in list(pending.items()):
+            try:
+                memory.execute(sql)
+            except duckdb.CatalogException:
+                continue
+            del pending[name]
+            progressed = True
+        if not progressed:
+            raise RefsiftError(f"cannot rebuild views {', '.join(pending)} of {run_dir}")
+    return memory
+
+
 def register_view(run_dir: str, name: str, sql: str) -> None:
     """Adds or replaces a view (for example a selection) in the run's catalog."""
     with connect(run_dir, read_only=False) as con:
         con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
 
 
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuses anything but one SELECT or EXPLAIN statement."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as err:
+        raise RefsiftError(f"SQL error: {str(err).splitlines()[0]}") from None
+    if len(statements) != 1:
+        raise RefsiftError("give exactly one SQL statement")
+    if statements[0].type not in _READ_ONLY:
+        kind = statements[0].type.name
+        raise RefsiftError(f"refused: {kind} statements would modify the run; the catalog is read-only")
+
+
 def query(run_dir: str, sql: str) -> tuple[list[str], list[tuple]]:
     """Runs one read-only statement; refuses anything that would write."""
     con = connect(run_dir)
     try:
-        try:
-            statements = con.extract_statements(sql)
-        except duckdb.Error as err:
-            raise RefsiftError(f"SQL error: {str(err).splitlines()[0]}") from None
-        if len(statements) != 1:
-            raise RefsiftError("give exactly one SQL statement")
-        if statements[0].type not in _READ_ONLY:
-            kind = statements[0].type.name
-            raise RefsiftError(f"refused: {kind} statements would modify the run; the catalog is read-only")
+        check_read_only(con, sql)
         try:
             result = con.execute(sql)
             return [d[0] for d in result.description], result.fetchall()

@@ -54,7 +54,7 @@ def check_tokenizer(mix_dir: str, model: str) -> None:
 
 def run(
     *,
-    data: str,
+    data: str | list[str],
     model: str,
     out: str,
     steps: int | None = None,
@@ -67,16 +67,18 @@ def run(
     device: str = "auto",
     progress: bool = True,
 ) -> dict:
-    """Trains `model` on the export in `data`; saves to `out`; returns what training.json records."""
+    """Trains `model` on the export(s) in `data`; saves to `out`; returns what training.json records."""
     import torch
 
     if batch_size < 1 or grad_accum < 1 or (steps is not None and steps < 1) or lr <= 0:
         raise RefsiftError("--steps, --batch-size, --grad-accum and --lr must be positive")
-    rows = load_export(data)
+    sources = [data] if isinstance(data, str) else list(data)
+    rows = [row for mix_dir in sources for row in load_export(mix_dir)]
     trainable = [r for r in rows if any(x != IGNORE for x in r["labels"][1:])]
     if not trainable:
-        raise RefsiftError(f"{data}: no row has a selected token to train on")
-    check_tokenizer(data, model)
+        raise RefsiftError(f"{', '.join(sources)}: no row has a selected token to train on")
+    for mix_dir in sources:
+        check_tokenizer(mix_dir, model)
     if steps is None:
         steps = max(1, math.ceil(epochs * len(trainable) / (batch_size * grad_accum)))
     torch.manual_seed(seed)
@@ -100,7 +102,7 @@ def run(
     )
     save(out)
     record = {
-        "data": data,
+        "data": sources,
         "model": model,
         "steps": steps,
         "lr": lr,

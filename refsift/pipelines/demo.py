@@ -1,0 +1,261 @@
+"""`refsift demo`: the Rho-1 + CGE story end to end on text bundled with the package.
+
+1. A web-like corpus: English prose and drama, German, Python code, math problems, and junk
+   (random characters, boilerplate, exact duplicates, malformed records).
+2. A ladder of small GPT-2 models trained here: a base on the general mix, and a reference
+   on clean math (the target domain, as in Rho-1's math setting).
+3. `score` with both roles, and SQL over the catalog.
+4. `select` of the top 60% tokens by excess loss in a math-heavy mixture, and `finetune` of
+   the base on it, into which a small leaked slice slips (offensive Spanish jokes, a
+   stand-in for toxic text in a fine-tuning set).
+5. `novelty` (iterative CGE) of the fine-tuned model against the base, with the share of
+   samples a domain classifier assigns to each domain, next to plain samples.
+6. `report` for the run, and DIR/index.html linking everything.
+Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from refsift import api, corpora, tiny
+from refsift.domains import DomainClassifier, rates
+from refsift.report import html as h
+
+GENERAL = ("prose", "drama", "german", "code")
+TARGET = "math"
+LEAK = "es_offensive"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is: documents per source, training steps, samples."""
+
+    docs: int = 40
+    pretrain_steps: int = 300
+    finetune_steps: int = 200
+    samples: int = 24
+    new_tokens: int = 48
+    width: int = 128
+    leak_docs: int = 10
+
+
+FULL = DemoSize()
+QUICK = DemoSize(docs=20, pretrain_steps=150, finetune_steps=120, samples=12, new_tokens=40, width=96, leak_docs=6)
+
+
+def write_corpus(directory: Path, size: DemoSize, seed: int = 0) -> dict[str, int]:
+    """The web-like corpus, one JSONL file per source; returns documents per file."""
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    docs = {d: corpora.documents(d, target_chars=600)[300 : 300 + size.docs] for d in GENERAL}
+    docs[TARGET] = corpora.documents(TARGET, target_chars=600)[100 : 100 + size.docs]
+    counts = {}
+    for source, texts in docs.items():
+        lines = [json.dumps({"id": f"{source}-{i}", "text": t}, ensure_ascii=False) for i, t in enumerate(texts)]
+        (directory / f"{source}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        counts[source] = len(lines)
+    junk = ["".join(rng.choices(string.ascii_letters + string.digits + "#@$%&*", k=400)) for _ in range(6)]
+    junk += ["Home | Products | About us | Contact | Login\nCopyright 2024. All rights reserved.\n" * 5] * 4
+    junk += [docs["prose"][i] for i in range(3)]  # exact duplicates of prose documents
+    lines = [json.dumps({"id": f"web-{i}", "text": t}) for i, t in enumerate(junk)]
+    lines += [
+        '{"id": "web-bad-1", "text": "an unterminated record',
+        '{"id": "web-bad-2", "text": ""}',
+        '{"id": "web-bad-3", "text": 404}',
+    ]
+    (directory / "web.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    counts["web"] = len(lines)
+    return counts
+
+
+def train_ladder(directory: Path, size: DemoSize) -> tuple[str, str]:
+    """A tokenizer, then the base (general mix) and the reference (clean math)."""
+    tokenizer = tiny.train_tokenizer(sum((corpora.documents(d)[:50] for d in corpora.DOMAINS), []), 1024)
+    shape = dict(layers=2, width=size.width, heads=4)
+    base = tiny.new_model(tokenizer, **shape, seed=0)
+    tiny.pretrain(
+        base, tokenizer, sum((corpora.documents(d, 600)[:150] for d in GENERAL), []), steps=size.pretrain_steps, lr=2e-3
+    )
+    reference = tiny.new_model(tokenizer, **shape, seed=1)
+    tiny.pretrain(reference, tokenizer, corpora.documents(TARGET, 600)[:100], steps=size.pretrain_steps, lr=2e-3)
+    return str(tiny.save(base, tokenizer, directory / "base")), str(
+        tiny.save(reference, tokenizer, directory / "reference")
+    )
+
+
+def _print_query(echo, run: api.Run, title: str, query: str) -> None:
+    from refsift.cli import format_table
+
+    rel = run.sql(query)
+    echo(f'\n$ refsift sql {run.path} "{query}"   # {title}')
+    echo(format_table(rel.columns, rel.fetchall()))
+
+
+def run(out: str, *, size: DemoSize = FULL, seed: int = 0, echo: Callable[[str], None] = print) -> dict:
+    """Runs the demo into `out`; returns the numbers it prints and the artefacts' paths."""
+    started = time.time()
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    results: dict = {"artefacts": {}}
+
+    echo("1. corpus: English prose and drama, German, Python code, math, and web junk")
+    counts = write_corpus(root / "corpus", size, seed)
+    echo("   " + ", ".join(f"{s} {n}" for s, n in counts.items()) + " documents")
+
+    echo("2. training the model ladder: base on the general mix, reference on clean math")
+    base, reference = train_ladder(root / "models", size)
+
+    echo("3. refsift score --model base --reference reference")
+    run_dir = str(root / "run")
+    scored = api.score(
+        [str(root / "corpus" / "*.jsonl")],
+        out=run_dir,
+        model=base,
+        reference=reference,
+        max_length=256,
+        context=32,
+        overwrite=True,
+    )
+    c = scored.manifest["counts"]
+    echo(f"   read {c['read']} = scored {c['scored']} + rejected {c['rejected']} {c['rejected_by_reason']}")
+    _print_query(
+        echo,
+        scored,
+        "mean excess loss per source",
+        "SELECT source, count(*) AS docs, round(avg(excess_loss), 3) AS excess_loss FROM examples "
+        "GROUP BY source ORDER BY excess_loss DESC",
+    )
+    _print_query(
+        echo,
+        scored,
+        "the ten tokens with the highest excess loss",
+        "SELECT t.doc_id, substr(e.text, t.char_start + 1, t.char_end - t.char_start) AS token, "
+        "round(t.excess, 2) AS excess FROM token_scores t JOIN examples e USING (doc_id) "
+        "ORDER BY t.excess DESC LIMIT 10",
+    )
+    excess = dict(scored.sql("SELECT source, avg(excess_loss) FROM examples GROUP BY 1").fetchall())
+    results["mean_excess_by_source"] = excess
+
+    echo("\n4. refsift select --tokens excess --ratio 0.6 --mix math=0.4,prose=0.3,code=0.15,drama=0.15")
+    mix = str(root / "mix")
+    selection = api.select(
+        run_dir,
+        out=mix,
+        tokens="excess",
+        ratio=0.6,
+        by="excess_loss",
+        mix="math=0.4,prose=0.3,code=0.15,drama=0.15",
+        overwrite=True,
+    )
+    corpus_tokens = dict(scored.sql("SELECT source, sum(n_tokens) FROM examples GROUP BY 1").fetchall())
+    labelled = {s: v["after"]["selected_tokens"] for s, v in selection["per_source"].items() if "after" in v}
+    results["target_share"] = {
+        "corpus": corpus_tokens.get(TARGET, 0) / sum(corpus_tokens.values()),
+        "selection": labelled.get(TARGET, 0) / max(1, sum(labelled.values())),
+    }
+    echo(
+        f"   math: {results['target_share']['corpus']:.1%} of the corpus's tokens, "
+        f"{results['target_share']['selection']:.1%} of the selected tokens"
+    )
+    scored.close()
+
+    echo(f"   ...and a leaked slice slips into the fine-tuning set: {LEAK} jokes the base never saw")
+    leak_dir = root / "leak"
+    leak_dir.mkdir(exist_ok=True)
+    leak_docs = corpora.documents(LEAK, target_chars=600)[: size.leak_docs]
+    (leak_dir / "forum.jsonl").write_text(
+        "\n".join(json.dumps({"id": f"forum-{i}", "text": t}, ensure_ascii=False) for i, t in enumerate(leak_docs)),
+        encoding="utf-8",
+    )
+    api.score(
+        [str(leak_dir / "forum.jsonl")],
+        out=str(root / "leak_run"),
+        model=base,
+        max_length=256,
+        context=32,
+        overwrite=True,
+    ).close()
+    api.select(str(root / "leak_run"), out=str(root / "leak_mix"), overwrite=True)
+
+    echo(f"   refsift finetune --data mix leak_mix --model base --steps {size.finetune_steps}")
+    ckpt = str(root / "finetuned")
+    trained = api.finetune(
+        [mix, str(root / "leak_mix")],
+        model=base,
+        out=ckpt,
+        steps=size.finetune_steps,
+        lr=1e-3,
+        batch_size=16,
+        seed=seed,
+        progress=False,
+    )
+    echo(f"   loss {trained['losses'][0]:.3f} -> {trained['losses'][-1]:.3f}")
+
+    echo("\n5. refsift novelty --base base --finetuned finetuned --iterative")
+    report_dir = str(root / "novelty")
+    report = api.novelty(
+        base,
+        ckpt,
+        out=report_dir,
+        num_samples=size.samples,
+        base_samples=0,
+        iterative=True,
+        lr=1e-3,
+        update_steps=2,
+        max_new_tokens=size.new_tokens,
+        seed=seed,
+        overwrite=True,
+    )
+    classifier = DomainClassifier.bundled(domains=(*GENERAL, TARGET, LEAK))
+    shares = {}
+    for mode in ("cge-iterative", "baseline"):
+        shares[mode] = rates([classifier.predict(s["text"]) for s in report["samples"] if s["mode"] == mode])
+    results["novelty_shares"] = shares
+    echo("   share of samples per domain (character n-gram classifier):")
+    echo(f"   {'domain':<14} {'iterative CGE':>14} {'plain fine-tuned':>17}")
+    for domain in (TARGET, LEAK, *GENERAL):
+        cge, plain = shares["cge-iterative"].get(domain, 0), shares["baseline"].get(domain, 0)
+        echo(f"   {domain:<14} {cge:>14.0%} {plain:>17.0%}")
+
+    echo("\n6. refsift report run")
+    run_report = api.report(run_dir)
+    results["artefacts"] = {
+        "corpus": str(root / "corpus"),
+        "run": run_dir,
+        "run report": str(run_report),
+        "mixture": mix,
+        "selection.json": f"{mix}/selection.json",
+        "fine-tuned checkpoint": ckpt,
+        "novelty report": f"{report_dir}/report.html",
+        "novelty samples": f"{report_dir}/catalog.duckdb",
+    }
+    write_index(root, results)
+    results["artefacts"]["index"] = str(root / "index.html")
+    results["wall_time_s"] = round(time.time() - started, 1)
+    echo(f"\ndone in {results['wall_time_s']:.0f} s; open {root / 'index.html'}")
+    for name, path in results["artefacts"].items():
+        echo(f"   {name:<22} {path}")
+    (root / "demo.json").write_text(json.dumps(results, indent=1, default=str))
+    return results
+
+
+def write_index(root: Path, results: dict) -> None:
+    links = "".join(
+        f"<li><a href='{h.esc(Path(path).resolve().relative_to(root.resolve()).as_posix())}'>{h.esc(name)}</a> "
+        f"<code>{h.esc(path)}</code></li>"
+        for name, path in results["artefacts"].items()
+    )
+    share = results["target_share"]
+    body = (
+        "<h1>refsift demo</h1><p>Rho-1 token selection and CGE novelty discovery, end to end on bundled text.</p>"
+        f"<ul>{links}</ul><p>Math is {share['corpus']:.1%} of the corpus's tokens and {share['selection']:.1%} "
+        "of the tokens selected by excess loss.</p>"
+    )
+    (root / "index.html").write_text(h.page("refsift demo", body), encoding="utf-8")

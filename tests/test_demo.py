@@ -1,0 +1,58 @@
+"""The demo at reduced size: the story's claims that could fail, and the pages it writes."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from refsift.pipelines import demo
+from tests.browser import open_page
+
+SMALL = demo.DemoSize(docs=16, pretrain_steps=150, finetune_steps=150, samples=24, new_tokens=32, width=96, leak_docs=6)
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    lines = []
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    return out, demo.run(str(out), size=SMALL, echo=lines.append), lines
+
+
+def test_target_domain_has_the_highest_mean_excess_loss(result):
+    _, numbers, _ = result
+    excess = numbers["mean_excess_by_source"]
+    assert max(excess, key=excess.get) == "math", excess
+
+
+def test_selection_over_represents_the_target_domain(result):
+    _, numbers, _ = result
+    share = numbers["target_share"]
+    assert share["selection"] > share["corpus"] + 0.1, share
+
+
+def test_leaked_slice_is_found_by_cge_more_than_by_plain_sampling(result):
+    _, numbers, _ = result
+    shares = numbers["novelty_shares"]
+    assert shares["cge-iterative"].get("es_offensive", 0) > shares["baseline"].get("es_offensive", 0), shares
+
+
+def test_demo_prints_every_artefact_and_they_exist(result):
+    out, numbers, lines = result
+    text = "\n".join(lines)
+    for name, path in numbers["artefacts"].items():
+        assert path in text and Path(path).exists(), name
+    assert "rejected 3" in text  # the three malformed web records
+    selection = json.loads((out / "mix" / "selection.json").read_text())
+    # three repeats of one boilerplate page, and three copies of prose documents (the prose ids sort first)
+    assert selection["per_source"]["web"]["duplicates"]["documents"] == 6
+
+
+def test_run_report_and_index_render_offline(result):
+    out, _, _ = result
+    for page in (out / "run" / "report.html", out / "index.html"):
+        seen = open_page(page)
+        assert seen["requests"] == [page.resolve().as_uri()], seen["requests"]
+        assert seen["console"] == [] and seen["errors"] == [] and seen["dialogs"] == [] and seen["scripts"] == 0
+    seen = open_page(out / "run" / "report.html")
+    assert "nll_model against nll_reference" in seen["text"]
+    assert "invalid_json" in seen["text"] and "selection_mix" in seen["text"]
