@@ -32,3 +32,20 @@ def test_score_select_and_query_from_python(tmp_path, prose_model, code_model):
         assert {d for (d,) in top} == {d for (d,) in run.sql("SELECT DISTINCT doc_id FROM selection_mix").fetchall()}
     with pytest.raises(TypeError, match="unknown option"):
         refsift.select(str(tmp_path / "run"), out=str(tmp_path / "x"), budjet="2")
+
+
+def test_beam_example_composes_the_transforms(tmp_path, prose_model):
+    import glob
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    write_jsonl(tmp_path / "docs.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(held_out("prose", 3))])
+    example = Path(__file__).parent.parent / "examples" / "beam_pipeline.py"
+    args = ["--input", str(tmp_path / "docs.jsonl"), "--model", prose_model, "--out", str(tmp_path / "out")]
+    proc = subprocess.run([sys.executable, str(example), *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for path in glob.glob(f"{tmp_path}/out*.jsonl") for line in open(path)]
+    assert {r["doc_id"] for r in rows} == {"d0", "d1", "d2"}
+    assert all(0 <= r["surprising"] <= 1 for r in rows)

@@ -44,10 +44,28 @@ class DemoSize:
     new_tokens: int = 48
     width: int = 128
     leak_docs: int = 10
+    window: int = 256  # scoring windows, so also training rows
+    batch_size: int = 16
+    lr: float = 1e-3
+    update_lr: float = 1e-3  # iterative CGE's base updates
 
 
 FULL = DemoSize()
 QUICK = DemoSize(docs=20, pretrain_steps=150, finetune_steps=120, samples=12, new_tokens=40, width=96, leak_docs=6)
+# With a real model as base (--model smollm2-135m): the reference and the fine-tuned model
+# are the base after a few steps of refsift finetune, which costs ~4 s a step on 2 cores.
+REAL = DemoSize(
+    docs=10,
+    pretrain_steps=12,
+    finetune_steps=12,
+    samples=12,
+    new_tokens=40,
+    leak_docs=3,
+    window=128,
+    batch_size=4,
+    lr=1e-4,
+    update_lr=5e-5,
+)
 
 
 def write_corpus(directory: Path, size: DemoSize, seed: int = 0) -> dict[str, int]:
@@ -80,14 +98,28 @@ def train_ladder(directory: Path, size: DemoSize) -> tuple[str, str]:
     tokenizer = tiny.train_tokenizer(sum((corpora.documents(d)[:50] for d in corpora.DOMAINS), []), 1024)
     shape = dict(layers=2, width=size.width, heads=4)
     base = tiny.new_model(tokenizer, **shape, seed=0)
-    tiny.pretrain(
-        base, tokenizer, sum((corpora.documents(d, 600)[:150] for d in GENERAL), []), steps=size.pretrain_steps, lr=2e-3
-    )
+    tiny.pretrain(base, tokenizer, sum((corpora.documents(d, 600)[:150] for d in GENERAL), []),
+                  steps=size.pretrain_steps, lr=2e-3)  # fmt: skip
     reference = tiny.new_model(tokenizer, **shape, seed=1)
     tiny.pretrain(reference, tokenizer, corpora.documents(TARGET, 600)[:100], steps=size.pretrain_steps, lr=2e-3)
     return str(tiny.save(base, tokenizer, directory / "base")), str(
         tiny.save(reference, tokenizer, directory / "reference")
     )
+
+
+def reference_from(model: str, directory: Path, size: DemoSize) -> str:
+    """A reference for a real base model: the base fine-tuned on clean math with refsift itself."""
+    directory.mkdir(parents=True, exist_ok=True)
+    texts = corpora.documents(TARGET, 600)[: 4 * size.docs]
+    (directory / "math.jsonl").write_text(
+        "\n".join(json.dumps({"id": f"m{i}", "text": t}) for i, t in enumerate(texts))
+    )
+    api.score([str(directory / "math.jsonl")], out=str(directory / "run"), model=model, max_length=size.window,
+              context=16, overwrite=True).close()  # fmt: skip
+    api.select(str(directory / "run"), out=str(directory / "mix"), overwrite=True)
+    api.finetune(str(directory / "mix"), model=model, out=str(directory / "reference"), steps=size.pretrain_steps,
+                 lr=size.lr, batch_size=size.batch_size, progress=False)  # fmt: skip
+    return str(directory / "reference")
 
 
 def _print_query(echo, run: api.Run, title: str, query: str) -> None:
@@ -98,8 +130,14 @@ def _print_query(echo, run: api.Run, title: str, query: str) -> None:
     echo(format_table(rel.columns, rel.fetchall()))
 
 
-def run(out: str, *, size: DemoSize = FULL, seed: int = 0, echo: Callable[[str], None] = print) -> dict:
-    """Runs the demo into `out`; returns the numbers it prints and the artefacts' paths."""
+def run(
+    out: str, *, size: DemoSize = FULL, model: str | None = None, seed: int = 0, echo: Callable[[str], None] = print
+) -> dict:
+    """Runs the demo into `out`; returns the numbers it prints and the artefacts' paths.
+
+    With `model` (e.g. "smollm2-135m"), that model is the base, and the reference is the base
+    briefly fine-tuned on clean math; otherwise a tiny ladder is trained from scratch.
+    """
     started = time.time()
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -109,8 +147,12 @@ def run(out: str, *, size: DemoSize = FULL, seed: int = 0, echo: Callable[[str],
     counts = write_corpus(root / "corpus", size, seed)
     echo("   " + ", ".join(f"{s} {n}" for s, n in counts.items()) + " documents")
 
-    echo("2. training the model ladder: base on the general mix, reference on clean math")
-    base, reference = train_ladder(root / "models", size)
+    if model:
+        echo(f"2. base {model}; reference: {model} fine-tuned on clean math ({size.pretrain_steps} steps)")
+        base, reference = model, reference_from(model, root / "reference", size)
+    else:
+        echo("2. training the model ladder: base on the general mix, reference on clean math")
+        base, reference = train_ladder(root / "models", size)
 
     echo("3. refsift score --model base --reference reference")
     run_dir = str(root / "run")
@@ -119,7 +161,7 @@ def run(out: str, *, size: DemoSize = FULL, seed: int = 0, echo: Callable[[str],
         out=run_dir,
         model=base,
         reference=reference,
-        max_length=256,
+        max_length=size.window,
         context=32,
         overwrite=True,
     )
@@ -135,10 +177,10 @@ def run(out: str, *, size: DemoSize = FULL, seed: int = 0, echo: Callable[[str],
     _print_query(
         echo,
         scored,
-        "the ten tokens with the highest excess loss",
-        "SELECT t.doc_id, substr(e.text, t.char_start + 1, t.char_end - t.char_start) AS token, "
-        "round(t.excess, 2) AS excess FROM token_scores t JOIN examples e USING (doc_id) "
-        "ORDER BY t.excess DESC LIMIT 10",
+        "tokens with the highest mean excess loss, seen at least 5 times",
+        "SELECT substr(e.text, t.char_start + 1, t.char_end - t.char_start) AS token, count(*) AS n, "
+        "round(avg(t.excess), 2) AS excess FROM token_scores t JOIN examples e USING (doc_id) "
+        "GROUP BY token HAVING count(*) >= 5 ORDER BY excess DESC LIMIT 10",
     )
     excess = dict(scored.sql("SELECT source, avg(excess_loss) FROM examples GROUP BY 1").fetchall())
     results["mean_excess_by_source"] = excess
@@ -178,7 +220,7 @@ def run(out: str, *, size: DemoSize = FULL, seed: int = 0, echo: Callable[[str],
         [str(leak_dir / "forum.jsonl")],
         out=str(root / "leak_run"),
         model=base,
-        max_length=256,
+        max_length=size.window,
         context=32,
         overwrite=True,
     ).close()
@@ -191,8 +233,8 @@ def run(out: str, *, size: DemoSize = FULL, seed: int = 0, echo: Callable[[str],
         model=base,
         out=ckpt,
         steps=size.finetune_steps,
-        lr=1e-3,
-        batch_size=16,
+        lr=size.lr,
+        batch_size=size.batch_size,
         seed=seed,
         progress=False,
     )
@@ -207,7 +249,7 @@ def run(out: str, *, size: DemoSize = FULL, seed: int = 0, echo: Callable[[str],
         num_samples=size.samples,
         base_samples=0,
         iterative=True,
-        lr=1e-3,
+        lr=size.update_lr,
         update_steps=2,
         max_new_tokens=size.new_tokens,
         seed=seed,
