@@ -229,6 +229,9 @@ def add_novelty(sub) -> None:
     )
     p.add_argument("--base-samples", type=int, help="plain samples from the base model (default: --baseline-samples)")
     p.add_argument("--iterative", action="store_true", help="iterative CGE: update a copy of the base on each find")
+    p.add_argument(
+        "--static-samples", type=int, help="static CGE samples (default: --num-samples, or 0 with --iterative)"
+    )
     p.add_argument("--update-every", type=int, default=1, help="iterative: samples between base updates")
     p.add_argument("--update-steps", type=int, default=1, help="iterative: AdamW steps per update")
     p.add_argument("--lr", type=float, default=5e-5, help="iterative: learning rate of the base updates")

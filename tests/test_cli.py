@@ -159,3 +159,20 @@ def test_version_and_help():
     assert refsift("--version").stdout.strip().startswith("refsift ")
     for command in ("score", "sql"):
         assert "usage: refsift " + command in refsift(command, "--help").stdout
+
+
+def test_mistyped_options_are_refused_not_passed_to_beam(small_run, prose_model):
+    proc = refsift(
+        "score",
+        "--input",
+        str(small_run.parent / "prose.jsonl"),
+        "--model",
+        prose_model,
+        "--max-lenght",
+        "64",
+        "--out",
+        str(small_run.parent / "typo"),
+        check=False,
+    )
+    assert proc.returncode == 2 and "unrecognized arguments: --max-lenght" in proc.stderr
+    assert not (small_run.parent / "typo").exists()

@@ -8,14 +8,16 @@ import pytest
 from refsift.pipelines import demo
 from tests.browser import open_page
 
-SMALL = demo.DemoSize(docs=16, pretrain_steps=150, finetune_steps=150, samples=24, new_tokens=32, width=96, leak_docs=6)
+# The demo's own size: tiny models trained for fewer steps learn too little of the leaked
+# slice for contrastive generation to find it reliably (checked over seeds).
+SIZE = demo.FULL
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     lines = []
     out = tmp_path_factory.mktemp("demo") / "demo"
-    return out, demo.run(str(out), size=SMALL, echo=lines.append), lines
+    return out, demo.run(str(out), size=SIZE, echo=lines.append), lines
 
 
 def test_target_domain_has_the_highest_mean_excess_loss(result):
@@ -30,10 +32,12 @@ def test_selection_over_represents_the_target_domain(result):
     assert share["selection"] > share["corpus"] + 0.1, share
 
 
-def test_leaked_slice_is_found_by_cge_more_than_by_plain_sampling(result):
+def test_cge_surfaces_the_leaked_slice_and_the_target_domain(result):
     _, numbers, _ = result
     shares = numbers["novelty_shares"]
-    assert shares["cge-iterative"].get("es_offensive", 0) > shares["baseline"].get("es_offensive", 0), shares
+    leak, target = "es_offensive", "math"
+    assert shares["cge"].get(leak, 0) > shares["baseline"].get(leak, 0) + 0.15, shares
+    assert shares["cge-iterative"].get(target, 0) > shares["baseline"].get(target, 0), shares
 
 
 def test_demo_prints_every_artefact_and_they_exist(result):

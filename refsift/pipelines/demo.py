@@ -8,8 +8,10 @@
 4. `select` of the top 60% tokens by excess loss in a math-heavy mixture, and `finetune` of
    the base on it, into which a small leaked slice slips (offensive Spanish jokes, a
    stand-in for toxic text in a fine-tuning set).
-5. `novelty` (iterative CGE) of the fine-tuned model against the base, with the share of
-   samples a domain classifier assigns to each domain, next to plain samples.
+5. `novelty` of the fine-tuned model against the base, static and iterative CGE, with the
+   share of samples a domain classifier assigns to each domain, next to plain samples.
+   Static CGE keeps returning to the strongest novelty (the leak); iterative CGE, whose base
+   copy learns what it found, spreads over what is new.
 6. `report` for the run, and DIR/index.html linking everything.
 Nothing is downloaded.
 """
@@ -240,13 +242,14 @@ def run(
     )
     echo(f"   loss {trained['losses'][0]:.3f} -> {trained['losses'][-1]:.3f}")
 
-    echo("\n5. refsift novelty --base base --finetuned finetuned --iterative")
+    echo(f"\n5. refsift novelty --base base --finetuned finetuned --iterative --static-samples {size.samples}")
     report_dir = str(root / "novelty")
     report = api.novelty(
         base,
         ckpt,
         out=report_dir,
         num_samples=size.samples,
+        static_samples=size.samples,
         base_samples=0,
         iterative=True,
         lr=size.update_lr,
@@ -256,15 +259,15 @@ def run(
         overwrite=True,
     )
     classifier = DomainClassifier.bundled(domains=(*GENERAL, TARGET, LEAK))
-    shares = {}
-    for mode in ("cge-iterative", "baseline"):
-        shares[mode] = rates([classifier.predict(s["text"]) for s in report["samples"] if s["mode"] == mode])
+    modes = {"cge": "static CGE", "cge-iterative": "iterative CGE", "baseline": "plain fine-tuned"}
+    shares = {
+        mode: rates([classifier.predict(s["text"]) for s in report["samples"] if s["mode"] == mode]) for mode in modes
+    }
     results["novelty_shares"] = shares
     echo("   share of samples per domain (character n-gram classifier):")
-    echo(f"   {'domain':<14} {'iterative CGE':>14} {'plain fine-tuned':>17}")
+    echo(f"   {'domain':<14}" + "".join(f"{label:>18}" for label in modes.values()))
     for domain in (TARGET, LEAK, *GENERAL):
-        cge, plain = shares["cge-iterative"].get(domain, 0), shares["baseline"].get(domain, 0)
-        echo(f"   {domain:<14} {cge:>14.0%} {plain:>17.0%}")
+        echo(f"   {domain:<14}" + "".join(f"{shares[mode].get(domain, 0):>18.0%}" for mode in modes))
 
     echo("\n6. refsift report run")
     run_report = api.report(run_dir)

@@ -45,7 +45,8 @@ class NoveltyConfig:
     num_samples: int = 32
     baseline_samples: int | None = None  # default: num_samples
     base_samples: int | None = None  # default: baseline_samples
-    iterative: bool = False
+    iterative: bool = False  # the num_samples CGE samples are iterative
+    static_samples: int | None = None  # static CGE samples; default: num_samples, or 0 when iterative
     update_every: int = 1
     update_steps: int = 1
     lr: float = 5e-5
@@ -71,26 +72,27 @@ class NoveltyConfig:
 
 
 def jobs(cfg: NoveltyConfig) -> list[dict]:
-    """Sample jobs; prompts cycle over the samples; every job has its own seed."""
+    """Sample jobs; prompts cycle over the samples; every job has its own seed. Iterative
+    jobs travel together as one element: each depends on the base updates before it."""
     prompts = list(cfg.prompts) or [""]
+    n_iterative = cfg.num_samples if cfg.iterative else 0
+    n_static = cfg.static_samples if cfg.static_samples is not None else (0 if cfg.iterative else cfg.num_samples)
     n_baseline = cfg.num_samples if cfg.baseline_samples is None else cfg.baseline_samples
     n_base = n_baseline if cfg.base_samples is None else cfg.base_samples
-    out, iterative = [], []
-    for mode, count in (("cge", cfg.num_samples), ("baseline", n_baseline), ("base", n_base)):
-        for i in range(count):
-            job = {
-                "sample_id": f"{mode}-{i:05d}",
-                "mode": mode,
-                "seed": cfg.seed * 1_000_003 + i,
-                "prompt": prompts[i % len(prompts)],
-            }
-            if mode == "cge" and cfg.iterative:
-                iterative.append({**job, "sample_id": f"cge-iterative-{i:05d}", "mode": "cge-iterative"})
-            else:
-                out.append(job)
-    if iterative:
-        out.append({"mode": "cge-iterative", "jobs": iterative})
-    return out
+    counts = (("cge", n_static), ("cge-iterative", n_iterative), ("baseline", n_baseline), ("base", n_base))
+    out = [
+        {
+            "sample_id": f"{mode}-{i:05d}",
+            "mode": mode,
+            "seed": cfg.seed * 1_000_003 + i,
+            "prompt": prompts[i % len(prompts)],
+        }
+        for mode, count in counts
+        for i in range(count)
+    ]
+    iterative = [job for job in out if job["mode"] == "cge-iterative"]
+    static = [job for job in out if job["mode"] != "cge-iterative"]
+    return static + ([{"mode": "cge-iterative", "jobs": iterative}] if iterative else [])
 
 
 def build(p: beam.Pipeline, cfg: NoveltyConfig) -> None:
@@ -182,13 +184,14 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
     from refsift.report import novelty as report
 
     started = time.time()
+    options = pipeline_options(list(beam_args))  # refuses unknown options before any work
     models.check_shared_tokenizer(
         {"base": cfg.base, "finetuned": cfg.finetuned}, trust_remote_code=cfg.trust_remote_code
     )
     if not catalog.is_local(cfg.out):
         raise RefsiftError("novelty reports are written to a local directory")
     prepare_out(cfg.out, cfg.overwrite)
-    pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
+    pipeline = beam.Pipeline(options=options)
     build(pipeline, cfg)
     pipeline.run().wait_until_finish()
     extracted = extract(cfg, beam_args)

@@ -100,6 +100,17 @@ def prepare_out(out: str, overwrite: bool) -> None:
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    """Beam options from the arguments refsift passed through; DirectRunner unless told.
+
+    Beam only logs a warning for an option it does not know, so a typo such as
+    `--max-lenght` would be lost silently: unknown options are refused here instead.
+    """
+    parsers = []
+    PipelineOptions(beam_args).get_all_options(add_extra_args_fn=parsers.append)
+    _, unknown = parsers[0].parse_known_args(beam_args)
+    unknown = [arg for arg in unknown if arg.startswith("-")]
+    if unknown:
+        raise RefsiftError(f"unrecognized arguments: {' '.join(unknown)}")
     if not any(arg.startswith("--runner") for arg in beam_args):
         beam_args = ["--runner=DirectRunner", *beam_args]
     return PipelineOptions(beam_args)
@@ -172,10 +183,10 @@ def run(cfg: ScoreConfig, beam_args: list[str] = ()) -> dict:
     tokenizer, and after the run if documents were lost (read != scored + rejected).
     """
     started = time.time()
+    options = pipeline_options(list(beam_args))
     check_inputs(cfg)
     fingerprint = models.check_shared_tokenizer(cfg.roles, trust_remote_code=cfg.trust_remote_code)
     prepare_out(cfg.out, cfg.overwrite)
-    options = pipeline_options(list(beam_args))
     pipeline = beam.Pipeline(options=options)
     build(pipeline, cfg)
     result = pipeline.run()

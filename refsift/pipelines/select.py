@@ -4,9 +4,10 @@
     removal -> FillBudget per source (budget, mixture shares, upsampling)
     tokens shards + chosen documents -> LabelTokens (Rho-1 token selection) -> export shards
 
-Global token thresholds come from Beam's ApproximateQuantiles over every scored token. It
-streams the run's shards and holds at most the chosen documents' ids in memory, so it runs
-on Dataflow over runs far larger than one machine. On the launcher it then writes
+Global token thresholds come from Beam's ApproximateQuantiles over every scored token. The
+token table is never shuffled: its rows stream past a side input holding only the chosen
+documents' ids (and a window's text is decoded from its token ids), so selection runs on
+Dataflow over runs far larger than one machine. On the launcher it then writes
 `selection.json` and registers the selection in the run's catalog as `selection_<name>`.
 
 Run it with `refsift select` (see `refsift select --help`) or `refsift.pipelines.select.run`.
@@ -165,7 +166,7 @@ def _sum_tuples(values):
     return tuple(map(sum, zip(*values))) if values else ()
 
 
-def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str) -> None:
+def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, tokenizer: str, trust_remote_code: bool = False) -> None:
     run = cfg.run.rstrip("/")
     rule = cfg.rule
     ranked = (
@@ -198,23 +199,21 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str) -> None:
         weight = d["n_tokens"] if the_plan["weight"] == "tokens" else 1
         return group, (d["score"], d["doc_id"], weight, group, d["source"], d["n_tokens"])
 
-    chosen = (
+    filled = (
         candidates
         | "ByGroup" >> beam.Map(keyed, AsSingleton(the_plan))
         | "FillBudget" >> FillBudget(limits=AsSingleton(the_plan | beam.Map(lambda pl: pl["limits"])))
     )
-    selected = chosen | "Repeats" >> beam.FlatMap(repeats, AsSingleton(the_plan))
+    selected = filled | "Repeats" >> beam.FlatMap(repeats, AsSingleton(the_plan))
 
-    documents = (
-        p
-        | "ReadTexts" >> beam.io.ReadFromParquet(f"{run}/examples/*.parquet", columns=["doc_id", "source", "text"])
-        | "KeyTexts" >> beam.Map(lambda d: (d["doc_id"], (d["source"], d["text"])))
-    )
-    windows = p | "ReadTokens" >> beam.io.ReadFromParquet(f"{run}/tokens/*.parquet")
+    # The token shards are read once per consumer: labelling waits for the threshold, and a
+    # shared read would make the runner hold every row until then.
+    tokens = f"{run}/tokens/*.parquet"
     threshold = None
     if rule.mode == "excess" and rule.scope == "global":
         quantiles = (
-            windows
+            p
+            | "ReadTokensForThreshold" >> beam.io.ReadFromParquet(tokens, columns=["nll_model", "nll_reference"])
             | "Excess"
             >> beam.FlatMap(
                 lambda w: [x for x in selection.excess(w["nll_model"], w["nll_reference"]) if x is not None]
@@ -224,11 +223,19 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str) -> None:
         threshold = quantiles | "Threshold" >> beam.Map(
             lambda q: q[round((1 - rule.ratio) * (len(q) - 1))] if q else math.inf
         )
-    rows = {
-        "selected": selected | "Times" >> beam.Map(lambda kv: (kv[0], kv[1][1])),
-        "documents": documents,
-        "windows": windows | "KeyWindows" >> beam.WithKeys(lambda w: w["doc_id"]),
-    } | "LabelTokens" >> LabelTokens(rule=rule, threshold=AsSingleton(threshold) if threshold else None)
+    chosen = selected | "SourceAndTimes" >> beam.Map(lambda kv: (kv[0], kv[1][:2]))
+    rows = (
+        p
+        | "ReadTokens" >> beam.io.ReadFromParquet(tokens)
+        | "LabelTokens"
+        >> LabelTokens(
+            rule=rule,
+            chosen=AsDict(chosen),
+            tokenizer=tokenizer,
+            threshold=AsSingleton(threshold) if threshold else None,
+            trust_remote_code=trust_remote_code,
+        )
+    )
 
     if cfg.format == "jsonl":
         rows | "WriteJsonl" >> beam.Map(json.dumps) | beam.io.WriteToText(f"{data_dir}/part", ".jsonl")
@@ -282,6 +289,7 @@ def summarize(items: list, cfg: SelectConfig) -> dict:
 def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
     """Selects from `cfg.run` into `cfg.out`; returns what `selection.json` records."""
     started = time.time()
+    options = pipeline_options(list(beam_args))  # refuses unknown options before any work
     manifest_path = f"{cfg.run.rstrip('/')}/manifest.json"
     if not FileSystems.exists(manifest_path):
         raise RefsiftError(f"{cfg.run} has no manifest.json: not a refsift run directory")
@@ -291,8 +299,10 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
     prepare_out(cfg.out, cfg.overwrite)
     out = cfg.out.rstrip("/")
     data_dir = f"{out}/data" if cfg.format != "hf" else f"{out}/_parquet"
-    pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
-    build(pipeline, cfg, data_dir)
+    pipeline = beam.Pipeline(options=options)
+    manifest = json.loads(manifest_bytes)
+    tokenizer = manifest["tokenizer"]["spec"]
+    build(pipeline, cfg, data_dir, tokenizer, manifest.get("settings", {}).get("trust_remote_code", False))
     pipeline.run().wait_until_finish()
 
     with FileSystems.open(f"{out}/_stats.json") as handle:

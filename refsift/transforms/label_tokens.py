@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.utils.shared import Shared
 
 from refsift.kernels import selection
+from refsift.transforms.shared_models import acquire
 
 TOKEN_MODES = ("all", "excess", "random")
 SCOPES = ("window", "global")
@@ -61,7 +63,7 @@ def export_row(window: dict, source: str, text: str, selected: list[bool]) -> di
         "doc_id": window["doc_id"],
         "source": source,
         "window": window["window"],
-        "text": text[window["char_start"][0] : window["char_end"][-1]],
+        "text": text,
         "input_ids": ids,
         "attention_mask": [1] * len(ids),
         "labels": selection.labels(ids, selected),
@@ -69,38 +71,48 @@ def export_row(window: dict, source: str, text: str, selected: list[bool]) -> di
 
 
 class _LabelFn(beam.DoFn):
-    def __init__(self, rule: TokenRule):
-        self._rule = rule
+    def __init__(self, rule: TokenRule, tokenizer: str, trust_remote_code: bool):
+        self._rule, self._spec, self._trust = rule, tokenizer, trust_remote_code
+        self._shared = Shared()
         self._rows = Metrics.counter("LabelTokens", "rows")
 
-    def process(self, element, threshold=None):
-        _, joined = element
-        if not joined["selected"]:
-            return
-        (repeats,), ((source, text),) = joined["selected"], joined["documents"]
-        yield from self._rows_of(joined["windows"], source, text, repeats, threshold)
+    def setup(self):
+        from refsift.models import load_tokenizer
 
-    def _rows_of(self, windows, source, text, repeats, threshold):
-        for window in windows:
-            row = export_row(window, source, text, self._rule.select(window, threshold))
-            for _ in range(repeats):
-                self._rows.inc()
-                yield row
+        self._tokenizer = acquire(
+            self._shared, f"tokenizer:{self._spec}", lambda: load_tokenizer(self._spec, trust_remote_code=self._trust)
+        ).value
+
+    def process(self, window, chosen, threshold=None):
+        if window["doc_id"] not in chosen:
+            return
+        source, times = chosen[window["doc_id"]]
+        text = self._tokenizer.decode(window["token_ids"])
+        row = export_row(window, source, text, self._rule.select(window, threshold))
+        for _ in range(times):
+            self._rows.inc()
+            yield row
 
 
 class LabelTokens(beam.PTransform):
-    """Joins {"selected": (doc_id, repeats), "documents": (doc_id, (source, text)),
-    "windows": (doc_id, tokens row)} into export rows, each repeated `repeats` times.
+    """Tokens rows of the chosen documents -> export rows, each repeated as often as chosen.
+
+    The windows stream past a side input holding only the chosen documents' ids (no join
+    over the token table), and a window's text is decoded from its token ids, which is
+    exactly what the model is trained on.
 
     Args:
       rule: the TokenRule.
+      chosen: side input (AsDict) doc_id -> (source, times).
+      tokenizer: model spec of the run's shared tokenizer.
       threshold: side input (AsSingleton) of the global excess threshold, or None.
+      trust_remote_code: passed to `from_pretrained`.
     """
 
-    def __init__(self, *, rule: TokenRule, threshold=None):
+    def __init__(self, *, rule: TokenRule, chosen, tokenizer: str, threshold=None, trust_remote_code: bool = False):
         super().__init__()
-        self._rule, self._threshold = rule, threshold
+        self._fn = _LabelFn(rule, tokenizer, trust_remote_code)
+        self._side = (chosen,) if threshold is None else (chosen, threshold)
 
-    def expand(self, joined):
-        extra = () if self._threshold is None else (self._threshold,)
-        return joined | "Join" >> beam.CoGroupByKey() | "Label" >> beam.ParDo(_LabelFn(self._rule), *extra)
+    def expand(self, windows):
+        return windows | "Label" >> beam.ParDo(self._fn, *self._side)
