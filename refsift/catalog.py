@@ -9,7 +9,6 @@ duckdb CLI, `cd` into the run directory first.
 from __future__ import annotations
 
 import glob
-import os
 from pathlib import Path
 
 import duckdb
@@ -132,7 +131,3 @@ def is_local(path: str) -> bool:
 
 def local_path(path: str) -> str:
     return path.removeprefix("file://") if is_local(path) else path
-
-
-def shard_paths(run_dir: str, table: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(run_dir, table, "*.parquet")))

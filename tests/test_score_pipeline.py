@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from refsift import catalog
 from refsift.config import ScoreConfig
 from refsift.pipelines import score
+from refsift.schemas import REJECT_REASONS
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +113,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_counts_are_conserved(run, mixe
     _, expected = mixed_corpus
     got = {(Path(path).name, row): reason for path, row, reason in sql(out, "SELECT input, row, reason FROM rejected")}
     assert got == expected
+    assert set(got.values()) <= set(REJECT_REASONS)  # every reason is a documented one
     counts = manifest["counts"]
     assert counts["read"] == counts["scored"] + counts["rejected"] == 6 + 5 + 3 + 1 + 9
     assert sql(out, "SELECT record FROM rejected WHERE reason = 'invalid_utf8'")[0][0] == (

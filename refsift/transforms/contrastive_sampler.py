@@ -91,10 +91,13 @@ class _SampleFn(beam.DoFn):
             yield WindowedValue(row, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
     def _flush(self):
+        from tqdm.auto import tqdm
+
         from refsift.kernels.contrastive import generate
         from refsift.kernels.iterative import plain
 
         pool, self._pool = sorted(self._pool, key=lambda j: (j["mode"], j["sample_id"])), []
+        bar = tqdm(total=len(pool), desc="CGE and plain samples", unit="sample", disable=not pool)
         for i in range(0, len(pool), self._batch_size):
             batch = pool[i : i + self._batch_size]
             for mode in sorted({j["mode"] for j in batch}):
@@ -119,6 +122,8 @@ class _SampleFn(beam.DoFn):
                         sample.score = [f - self._settings.gamma * b for f, b in zip(sample.logp_ft, sample.logp_base)]
                     self._samples.inc()
                     yield sample_row(job, sample, self._tokenizer, self._eos)
+                bar.update(len(jobs))
+        bar.close()
 
     def _iterative(self, jobs):
         from tqdm.auto import tqdm
