@@ -17,6 +17,11 @@ def refsift(*args, check=True):
     return proc
 
 
+def score_prose(small_run, model, *extra):
+    """`refsift score` on the small corpus's prose file, expected to fail."""
+    return refsift("score", "--input", str(small_run.parent / "prose.jsonl"), "--model", model, *extra, check=False)
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, prose_model):
     d = tmp_path_factory.mktemp("small")
@@ -71,34 +76,14 @@ def test_errors_are_one_line_without_traceback(args, message, small_run, prose_m
 
 
 def test_roles_must_share_a_tokenizer(small_run, prose_model, foreign_model, tmp_path):
-    proc = refsift(
-        "score",
-        "--input",
-        str(small_run.parent / "prose.jsonl"),
-        "--model",
-        prose_model,
-        "--reference",
-        foreign_model,
-        "--out",
-        str(tmp_path / "r"),
-        check=False,
-    )
+    proc = score_prose(small_run, prose_model, "--reference", foreign_model, "--out", str(tmp_path / "r"))
     assert proc.returncode == 2
     assert prose_model in proc.stderr and foreign_model in proc.stderr and "tokenizer" in proc.stderr
     assert not (tmp_path / "r").exists()
 
 
 def test_existing_run_needs_overwrite(small_run, prose_model):
-    proc = refsift(
-        "score",
-        "--input",
-        str(small_run.parent / "prose.jsonl"),
-        "--model",
-        prose_model,
-        "--out",
-        str(small_run),
-        check=False,
-    )
+    proc = score_prose(small_run, prose_model, "--out", str(small_run))
     assert proc.returncode == 2 and "--overwrite" in proc.stderr
 
 
@@ -157,22 +142,11 @@ def test_text_per_line_and_huggingface_inputs(tmp_path, prose_model):
 
 def test_version_and_help():
     assert refsift("--version").stdout.strip().startswith("refsift ")
-    for command in ("score", "sql"):
+    for command in ("score", "sql", "select", "finetune", "novelty", "report", "demo"):
         assert "usage: refsift " + command in refsift(command, "--help").stdout
 
 
 def test_mistyped_options_are_refused_not_passed_to_beam(small_run, prose_model):
-    proc = refsift(
-        "score",
-        "--input",
-        str(small_run.parent / "prose.jsonl"),
-        "--model",
-        prose_model,
-        "--max-lenght",
-        "64",
-        "--out",
-        str(small_run.parent / "typo"),
-        check=False,
-    )
+    proc = score_prose(small_run, prose_model, "--max-lenght", "64", "--out", str(small_run.parent / "typo"))
     assert proc.returncode == 2 and "unrecognized arguments: --max-lenght" in proc.stderr
     assert not (small_run.parent / "typo").exists()

@@ -166,12 +166,12 @@ def _sum_tuples(values):
     return tuple(map(sum, zip(*values))) if values else ()
 
 
-def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, tokenizer: str, trust_remote_code: bool = False) -> None:
-    run = cfg.run.rstrip("/")
-    rule = cfg.rule
+def choose_documents(p: beam.Pipeline, cfg: SelectConfig) -> dict:
+    """Ranked documents -> duplicates removed -> --where -> the budget or mixture plan ->
+    (doc_id, (source, times, scored tokens)) for every chosen document."""
     ranked = (
         p
-        | "ReadExamples" >> beam.io.ReadFromParquetBatched(f"{run}/examples/*.parquet")
+        | "ReadExamples" >> beam.io.ReadFromParquetBatched(f"{cfg.run.rstrip('/')}/examples/*.parquet")
         | "RankDocuments" >> RankDocuments(by=cfg.by, where=cfg.where, order=cfg.order)
     )
     if cfg.dedup:
@@ -190,7 +190,11 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, tokenizer: str, tr
         | "SourceTokens" >> beam.Map(lambda d: (d["source"], d["n_tokens"]))
         | "SumSourceTokens" >> beam.CombinePerKey(sum)
     )
-    counts = candidates | "CountCandidates" >> beam.combiners.Count.Globally() | beam.Map(lambda n: ("documents", n))
+    counts = (
+        candidates
+        | "CountCandidates" >> beam.combiners.Count.Globally()
+        | "AsCount" >> beam.Map(lambda n: ("documents", n))
+    )
     the_plan = p | "One" >> beam.Create([None]) | "Plan" >> beam.Map(plan, cfg, AsDict(available), AsDict(counts))
     mixture = cfg.mix is not None or cfg.temperature is not None
 
@@ -199,31 +203,65 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, tokenizer: str, tr
         weight = d["n_tokens"] if the_plan["weight"] == "tokens" else 1
         return group, (d["score"], d["doc_id"], weight, group, d["source"], d["n_tokens"])
 
-    filled = (
+    limits = the_plan | "Limits" >> beam.Map(lambda pl: pl["limits"])
+    selected = (
         candidates
         | "ByGroup" >> beam.Map(keyed, AsSingleton(the_plan))
-        | "FillBudget" >> FillBudget(limits=AsSingleton(the_plan | beam.Map(lambda pl: pl["limits"])))
+        | "FillBudget" >> FillBudget(limits=AsSingleton(limits))
+        | "Repeats" >> beam.FlatMap(repeats, AsSingleton(the_plan))
     )
-    selected = filled | "Repeats" >> beam.FlatMap(repeats, AsSingleton(the_plan))
+    return {"ranked": ranked, "unique": unique, "duplicates": duplicates, "plan": the_plan, "selected": selected}
 
+
+def excess_threshold(p: beam.Pipeline, tokens: str, ratio: float):
+    """The excess loss above which `ratio` of all scored tokens lie (approximate quantiles)."""
+    return (
+        p
+        | "ReadTokensForThreshold" >> beam.io.ReadFromParquet(tokens, columns=["nll_model", "nll_reference"])
+        | "Excess"
+        >> beam.FlatMap(lambda w: [x for x in selection.excess(w["nll_model"], w["nll_reference"]) if x is not None])
+        | "Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILES)
+        | "Threshold" >> beam.Map(lambda q: q[round((1 - ratio) * (len(q) - 1))] if q else math.inf)
+    )
+
+
+def write_statistics(docs: dict, rows, threshold, path: str) -> None:
+    """Counts per source before and after, the plan and the threshold, as one JSON file."""
+
+    def labelled(r):
+        return sum(x != selection.IGNORE for x in r["labels"])
+
+    stats = [
+        docs["ranked"] | "Before" >> beam.Map(lambda d: (("before", d["source"]), (1, d["n_tokens"]))),
+        docs["duplicates"] | "Dups" >> beam.Map(lambda d: (("duplicates", d["source"]), (1, d["n_tokens"]))),
+        docs["unique"]
+        | "Filtered" >> beam.Filter(lambda d: not d["keep"])
+        | "FilteredStat" >> beam.Map(lambda d: (("filtered", d["source"]), (1, d["n_tokens"]))),
+        docs["selected"]
+        | "AfterDocs" >> beam.Map(lambda kv: (("documents", kv[1][0]), (1, kv[1][1], kv[1][1] * kv[1][2]))),
+        rows | "AfterRows" >> beam.Map(lambda r: (("after", r["source"]), (1, labelled(r), len(r["labels"])))),
+    ]
+    summed = stats | "AllStats" >> beam.Flatten() | "SumStats" >> beam.CombinePerKey(_sum_tuples)
+    extras = [docs["plan"] | "PlanStat" >> beam.Map(lambda pl: (("plan", ""), pl))]
+    if threshold is not None:
+        extras.append(threshold | "ThresholdStat" >> beam.Map(lambda t: (("threshold", ""), t)))
+    (
+        [summed, *extras]
+        | "Stats" >> beam.Flatten()
+        | "StatsList" >> beam.combiners.ToList()
+        | "StatsJson" >> beam.Map(lambda items: json.dumps([[k[0], k[1], v] for k, v in items], default=str))
+        | "WriteStats" >> beam.io.WriteToText(path, ".json", shard_name_template="")
+    )
+
+
+def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, tokenizer: str, trust_remote_code: bool = False) -> None:
+    docs = choose_documents(p, cfg)
     # The token shards are read once per consumer: labelling waits for the threshold, and a
     # shared read would make the runner hold every row until then.
-    tokens = f"{run}/tokens/*.parquet"
-    threshold = None
-    if rule.mode == "excess" and rule.scope == "global":
-        quantiles = (
-            p
-            | "ReadTokensForThreshold" >> beam.io.ReadFromParquet(tokens, columns=["nll_model", "nll_reference"])
-            | "Excess"
-            >> beam.FlatMap(
-                lambda w: [x for x in selection.excess(w["nll_model"], w["nll_reference"]) if x is not None]
-            )
-            | "Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILES)
-        )
-        threshold = quantiles | "Threshold" >> beam.Map(
-            lambda q: q[round((1 - rule.ratio) * (len(q) - 1))] if q else math.inf
-        )
-    chosen = selected | "SourceAndTimes" >> beam.Map(lambda kv: (kv[0], kv[1][:2]))
+    tokens = f"{cfg.run.rstrip('/')}/tokens/*.parquet"
+    rule = cfg.rule
+    threshold = excess_threshold(p, tokens, rule.ratio) if rule.mode == "excess" and rule.scope == "global" else None
+    chosen = docs["selected"] | "SourceAndTimes" >> beam.Map(lambda kv: (kv[0], kv[1][:2]))
     rows = (
         p
         | "ReadTokens" >> beam.io.ReadFromParquet(tokens)
@@ -236,37 +274,11 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, tokenizer: str, tr
             trust_remote_code=trust_remote_code,
         )
     )
-
     if cfg.format == "jsonl":
-        rows | "WriteJsonl" >> beam.Map(json.dumps) | beam.io.WriteToText(f"{data_dir}/part", ".jsonl")
+        rows | "ToJson" >> beam.Map(json.dumps) | "WriteJsonl" >> beam.io.WriteToText(f"{data_dir}/part", ".jsonl")
     else:  # "hf" is converted from Parquet on the launcher
         rows | "WriteData" >> WriteShards(directory=data_dir, schema=EXPORT_SCHEMA)
-
-    # Statistics, gathered into one small JSON file for selection.json.
-    stats = [
-        ranked | "Before" >> beam.Map(lambda d: (("before", d["source"]), (1, d["n_tokens"]))),
-        duplicates | "Dups" >> beam.Map(lambda d: (("duplicates", d["source"]), (1, d["n_tokens"]))),
-        unique
-        | "Filtered" >> beam.Filter(lambda d: not d["keep"])
-        | beam.Map(lambda d: (("filtered", d["source"]), (1, d["n_tokens"]))),
-        selected | "AfterDocs" >> beam.Map(lambda kv: (("documents", kv[1][0]), (1, kv[1][1], kv[1][1] * kv[1][2]))),
-        rows
-        | "AfterRows"
-        >> beam.Map(
-            lambda r: (("after", r["source"]), (1, sum(x != selection.IGNORE for x in r["labels"]), len(r["labels"])))
-        ),
-    ]
-    summed = stats | "AllStats" >> beam.Flatten() | "SumStats" >> beam.CombinePerKey(_sum_tuples)
-    extras = [the_plan | "PlanStat" >> beam.Map(lambda pl: (("plan", ""), pl))]
-    if threshold is not None:
-        extras.append(threshold | "ThresholdStat" >> beam.Map(lambda t: (("threshold", ""), t)))
-    (
-        [summed, *extras]
-        | "Stats" >> beam.Flatten()
-        | beam.combiners.ToList()
-        | beam.Map(lambda items: json.dumps([[k[0], k[1], v] for k, v in items], default=str))
-        | "WriteStats" >> beam.io.WriteToText(f"{cfg.out.rstrip('/')}/_stats", ".json", shard_name_template="")
-    )
+    write_statistics(docs, rows, threshold, f"{cfg.out.rstrip('/')}/_stats")
 
 
 def summarize(items: list, cfg: SelectConfig) -> dict:
