@@ -63,6 +63,7 @@ def test_sql_refuses_writes_and_leaves_the_run_untouched(small_run, statement):
         (["score", "--input", "{corpus}", "--checkpoint", "nopath", "--out", "x"], "expected NAME=PATH"),
         (["score", "--input", "{corpus}", "--model", "{model}", "--max-length", "8", "--context", "8"], "--context"),
         (["score", "--input", "{corpus}", "--format", "csv"], "invalid choice"),
+        (["score", "--input", "{run}", "--model", "{model}", "--out", "x"], "is a directory"),
         (["sql", "/nonexistent", "SELECT 1"], "not a refsift run directory"),
         (["sql", "{run}", "SELEC nonsense"], "SQL error"),
     ],
@@ -117,9 +118,7 @@ def test_text_per_line_and_huggingface_inputs(tmp_path, prose_model):
             [
                 "score",
                 "--input",
-                str(tmp_path / "hf"),
-                "--format",
-                "hf",
+                str(tmp_path / "hf"),  # a save_to_disk directory: --format auto reads it as hf
                 "--text-field",
                 "body",
                 "--source-field",

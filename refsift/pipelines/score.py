@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,8 +69,20 @@ def build(pipeline: beam.Pipeline, cfg: ScoreConfig) -> None:
         rows | f"Write[{table}]" >> WriteShards(directory=f"{cfg.out}/{table}", schema=schemas[table])
 
 
+def is_saved_dataset(path: str) -> bool:
+    """A directory written by `datasets` `save_to_disk` (a Dataset or a DatasetDict)."""
+    return any(Path(path, name).is_file() for name in ("state.json", "dataset_dict.json"))
+
+
+def resolve_format(cfg: ScoreConfig) -> ScoreConfig:
+    """`--format auto` with saved Hugging Face datasets as inputs means `hf`."""
+    if cfg.format == "auto" and all(is_saved_dataset(i) for i in cfg.inputs):
+        return replace(cfg, format="hf")
+    return cfg
+
+
 def check_inputs(cfg: ScoreConfig) -> None:
-    """Every file pattern must match something, before any model is loaded."""
+    """Every file pattern must match files, before any model is loaded."""
     if cfg.format == "hf":
         return
     for pattern in cfg.inputs:
@@ -80,6 +92,12 @@ def check_inputs(cfg: ScoreConfig) -> None:
             raise RefsiftError(f"cannot read input {pattern}: {err}") from None
         if not matched:
             raise RefsiftError(f"input {pattern} matches no file")
+        directories = [m.path for m in matched if catalog.is_local(m.path) and Path(m.path).is_dir()]
+        if directories:
+            raise RefsiftError(
+                f"input {directories[0]} is a directory: give a glob such as {directories[0]}/*.jsonl "
+                "(or --format hf for a dataset saved with save_to_disk)"
+            )
 
 
 def prepare_out(out: str, overwrite: bool) -> None:
@@ -184,6 +202,7 @@ def run(cfg: ScoreConfig, beam_args: list[str] = ()) -> dict:
     """
     started = time.time()
     options = pipeline_options(list(beam_args))
+    cfg = resolve_format(cfg)
     check_inputs(cfg)
     fingerprint = models.check_shared_tokenizer(cfg.roles, trust_remote_code=cfg.trust_remote_code)
     prepare_out(cfg.out, cfg.overwrite)
