@@ -115,6 +115,15 @@ def build(p: beam.Pipeline, cfg: NoveltyConfig) -> None:
     )
 
 
+def check_run(run_dir: str) -> None:
+    """An extract-mode run must exist and have been scored with a fine-tuned model."""
+    manifest = Path(run_dir, "manifest.json")
+    if not manifest.is_file():
+        raise RefsiftError(f"{run_dir} has no manifest.json: not a refsift run directory")
+    if "finetuned" not in json.loads(manifest.read_text())["roles"]:
+        raise RefsiftError(f"{run_dir} was scored without a --finetuned model: it has no novelty column")
+
+
 def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
     """Candidate documents ranked by mean log p_ft - log p_base, as `extract` sample rows."""
     if cfg.data:
@@ -136,9 +145,6 @@ def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
         )
     elif cfg.run:
         run_dir = cfg.run
-        manifest = json.loads(Path(run_dir, "manifest.json").read_text())
-        if "finetuned" not in manifest["roles"]:
-            raise RefsiftError(f"{run_dir} was scored without a --finetuned model: it has no novelty column")
     else:
         return []
     con = catalog.connect(run_dir)
@@ -148,13 +154,17 @@ def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
             "ORDER BY novelty DESC, doc_id LIMIT ?",
             [cfg.top_documents],
         ).fetchall()
+        ids = [doc_id for doc_id, *_ in top]
+        by_doc: dict[str, list] = {doc_id: [] for doc_id in ids}
+        for doc_id, *token in con.execute(  # one pass over the token view for all shown documents
+            "SELECT doc_id, char_start, char_end, -nll_finetuned, -nll_model FROM token_scores "
+            "WHERE list_contains(?, doc_id) ORDER BY doc_id, position",
+            [ids],
+        ).fetchall():
+            by_doc[doc_id].append(tuple(token))
         rows = []
         for rank, (doc_id, source, text, novelty) in enumerate(top):
-            tokens = con.execute(
-                "SELECT char_start, char_end, -nll_finetuned, -nll_model FROM token_scores "
-                "WHERE doc_id = ? ORDER BY position",
-                [doc_id],
-            ).fetchall()
+            tokens = by_doc[doc_id]
             pieces = covering_pieces(text, tokens)
             rows.append(
                 {
@@ -185,6 +195,8 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
 
     started = time.time()
     options = pipeline_options(list(beam_args))  # refuses unknown options before any work
+    if cfg.run:
+        check_run(cfg.run)
     models.check_shared_tokenizer(
         {"base": cfg.base, "finetuned": cfg.finetuned}, trust_remote_code=cfg.trust_remote_code
     )
