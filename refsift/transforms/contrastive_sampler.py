@@ -15,7 +15,7 @@ from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from refsift.kernels.contrastive import DecodeSettings, Generated
-from refsift.transforms.shared_models import acquire
+from refsift.transforms.shared_models import shared_model, shared_tokenizer
 
 
 def token_texts(tokenizer, ids: list[int]) -> list[str]:
@@ -64,14 +64,11 @@ class _SampleFn(beam.DoFn):
         self._samples = Metrics.counter("ContrastiveSampler", "samples")
 
     def setup(self):
-        from refsift.models import load_model, load_tokenizer
-
-        def load(spec):
-            tag = f"model:{spec}:{sorted(self._load_args.items())}"
-            return acquire(self._shared, tag, lambda: load_model(spec, **self._load_args)).value
-
-        self._models = {"base": load(self._base), "finetuned": load(self._finetuned)}
-        self._tokenizer = load_tokenizer(self._finetuned, trust_remote_code=self._load_args["trust_remote_code"])
+        self._models = {
+            role: shared_model(self._shared, spec, **self._load_args)
+            for role, spec in (("base", self._base), ("finetuned", self._finetuned))
+        }
+        self._tokenizer = shared_tokenizer(self._shared, self._finetuned, self._load_args["trust_remote_code"])
         self._eos = self._tokenizer.eos_token_id
         self._pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else (self._eos or 0)
 

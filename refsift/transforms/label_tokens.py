@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from refsift.kernels import selection
-from refsift.transforms.shared_models import acquire
+from refsift.transforms.shared_models import shared_tokenizer
 
 TOKEN_MODES = ("all", "excess", "random")
 SCOPES = ("window", "global")
@@ -77,11 +77,7 @@ class _LabelFn(beam.DoFn):
         self._rows = Metrics.counter("LabelTokens", "rows")
 
     def setup(self):
-        from refsift.models import load_tokenizer
-
-        self._tokenizer = acquire(
-            self._shared, f"tokenizer:{self._spec}", lambda: load_tokenizer(self._spec, trust_remote_code=self._trust)
-        ).value
+        self._tokenizer = shared_tokenizer(self._shared, self._spec, self._trust)
 
     def process(self, window, chosen, threshold=None):
         if window["doc_id"] not in chosen:

@@ -15,7 +15,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
 
-from refsift.transforms.shared_models import acquire
+from refsift.transforms.shared_models import shared_model, shared_tokenizer
 
 POOL_BATCHES = 16  # batches' worth of windows pooled before sorting by length
 
@@ -48,11 +48,8 @@ class _ScoreFn(beam.DoFn):
         self._tokens = Metrics.counter("ScoreTokens", f"tokens_{role}")
 
     def setup(self):
-        from refsift.models import load_model, load_tokenizer
-
-        tag = f"model:{self._spec}:{sorted(self._load_args.items())}"
-        self._model = acquire(self._shared, tag, lambda: load_model(self._spec, **self._load_args)).value
-        tokenizer = load_tokenizer(self._spec, trust_remote_code=self._load_args["trust_remote_code"])
+        self._model = shared_model(self._shared, self._spec, **self._load_args)
+        tokenizer = shared_tokenizer(self._shared, self._spec, self._load_args["trust_remote_code"])
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def start_bundle(self):

@@ -13,7 +13,7 @@ from apache_beam.utils.shared import Shared
 
 from refsift.kernels.windows import plan_windows
 from refsift.transforms.read_corpus import rejection
-from refsift.transforms.shared_models import acquire
+from refsift.transforms.shared_models import shared_tokenizer
 
 
 class _TokenizeFn(beam.DoFn):
@@ -24,11 +24,7 @@ class _TokenizeFn(beam.DoFn):
         self._windows = Metrics.counter("TokenizeWindows", "windows")
 
     def setup(self):
-        from refsift.models import load_tokenizer
-
-        self._tokenizer = acquire(
-            self._shared, f"tokenizer:{self._spec}", lambda: load_tokenizer(self._spec, trust_remote_code=self._trust)
-        ).value
+        self._tokenizer = shared_tokenizer(self._shared, self._spec, self._trust)
 
     def process(self, doc):
         encoding = self._tokenizer(doc["text"], add_special_tokens=False, return_offsets_mapping=True)
