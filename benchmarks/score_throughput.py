@@ -31,8 +31,7 @@ def write_corpus(directory: Path, docs_per_domain: int) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     for domain in DOMAINS:
         docs = corpora.documents(domain, target_chars=2500)[:docs_per_domain]
-        lines = [json.dumps({"id": f"{domain}-{i}", "text": t}) for i, t in enumerate(docs)]
-        (directory / f"{domain}.jsonl").write_text("\n".join(lines) + "\n")
+        corpora.write_jsonl(directory / f"{domain}.jsonl", corpora.numbered(docs, domain))
     return str(directory / "*.jsonl")
 
 

@@ -20,7 +20,6 @@ Everything runs through refsift's own commands (score, select, finetune) via the
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import string
@@ -85,7 +84,7 @@ def main() -> None:
 
         noisy = noisy_math + noisy_general + junk(rng, 40)
         corpus = tmp / "noisy.jsonl"
-        corpus.write_text("\n".join(json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(noisy)) + "\n")
+        corpora.write_jsonl(corpus, corpora.numbered(noisy, "d"))
         run = str(tmp / "run")
         score.run(
             ScoreConfig(inputs=(str(corpus),), out=run, model=base_dir, reference=ref_dir, max_length=128, context=16)

@@ -92,6 +92,20 @@ def mirror(run_dir: str) -> duckdb.DuckDBPyConnection:
     return memory
 
 
+def document_tokens(con: duckdb.DuckDBPyConnection, doc_ids: list[str], columns: str) -> dict[str, list[tuple]]:
+    """Scored tokens of a few documents, in order, from one pass over `token_scores`:
+    doc_id -> [(char_start, char_end, *columns)]. `columns` is a SELECT list."""
+    by_doc: dict[str, list[tuple]] = {doc_id: [] for doc_id in doc_ids}
+    rows = con.execute(
+        f"SELECT doc_id, char_start, char_end, {columns} FROM token_scores "
+        "WHERE list_contains(?, doc_id) ORDER BY doc_id, position",
+        [list(doc_ids)],
+    ).fetchall()
+    for doc_id, *token in rows:
+        by_doc[doc_id].append(tuple(token))
+    return by_doc
+
+
 def register_view(run_dir: str, name: str, sql: str) -> None:
     """Adds or replaces a view (for example a selection) in the run's catalog."""
     with connect(run_dir, read_only=False) as con:

@@ -8,7 +8,10 @@ a fresh clone needs nothing else.
 from __future__ import annotations
 
 import gzip
+import json
+from collections.abc import Iterable
 from importlib import resources
+from pathlib import Path
 
 DOMAINS = ("prose", "drama", "fortunes", "german", "spanish", "code", "math", "es_offensive")
 
@@ -36,6 +39,22 @@ def split_documents(text: str, target_chars: int = 1500) -> list[str]:
     if current:
         docs.append(sep.join(current).strip())
     return docs
+
+
+def numbered(texts: Iterable[str], prefix: str) -> list[dict]:
+    """Records {"id": "<prefix>-<i>", "text": ...} for a list of texts."""
+    return [{"id": f"{prefix}-{i}", "text": text} for i, text in enumerate(texts)]
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict], raw_lines: Iterable[str | bytes] = ()) -> int:
+    """Writes records as JSON lines, then `raw_lines` as they are (malformed records, say);
+    gzipped, reproducibly, when the name ends in .gz. Returns the number of lines."""
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in records]
+    lines += [line.encode() if isinstance(line, str) else line for line in raw_lines]
+    data = b"\n".join(lines) + b"\n"
+    path = Path(path)
+    path.write_bytes(gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data)
+    return len(lines)
 
 
 def documents(domain: str, target_chars: int = 1500, limit: int | None = None) -> list[str]:

@@ -80,9 +80,24 @@ def _convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
     plain.load_state_dict(quantized.state_dict())
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    save(plain, tokenizer, tmp)
     tmp.rename(target)
+
+
+def save(model, tokenizer, directory: str | Path) -> Path:
+    """A checkpoint every refsift command (and `from_pretrained`) loads: safetensors and tokenizer."""
+    directory = Path(directory)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def pad_id(tokenizer) -> int:
+    """The id to pad with: the pad token, else EOS, else 0 (padded positions are masked anyway)."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return token_id
+    return 0
 
 
 def load_tokenizer(spec: str, *, trust_remote_code: bool = False):

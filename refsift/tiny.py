@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refsift import training
+from refsift import models, training
 
 SPECIAL = "<|endoftext|>"
 
@@ -70,7 +70,4 @@ def pretrain(
 
 def save(model, tokenizer, directory: str | Path) -> Path:
     """Saves as safetensors with the tokenizer, loadable by every refsift command."""
-    directory = Path(directory)
-    model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return models.save(model, tokenizer, directory)

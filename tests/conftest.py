@@ -3,9 +3,6 @@ bundled corpora (seconds), and small corpora written into temporary directories.
 
 from __future__ import annotations
 
-import gzip
-import json
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -61,9 +58,7 @@ def held_out(domain: str, n: int, start: int = HELD_OUT) -> list[str]:
 
 
 def write_jsonl(path, records, *, raw_lines=()) -> str:
-    lines = [json.dumps(r, ensure_ascii=False).encode() for r in records] + list(raw_lines)
-    data = b"\n".join(lines) + b"\n"
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    corpora.write_jsonl(path, records, raw_lines)
     return str(path)
 
 

@@ -5,8 +5,6 @@ Eight documents from each of six domains, one file per domain (the file stem is 
 rejection at work. Run from the repository root: `python tools/make_sample.py`.
 """
 
-import gzip
-import json
 from pathlib import Path
 
 from refsift import corpora
@@ -20,15 +18,14 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, domain in DOMAINS.items():
         docs = corpora.documents(domain, target_chars=1200)[-PER_DOMAIN:]  # the slice's end: far from test data
-        lines = [json.dumps({"id": f"{name}-{i}", "text": text}, ensure_ascii=False) for i, text in enumerate(docs)]
-        (OUT / f"{name}.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+        corpora.write_jsonl(OUT / f"{name}.jsonl.gz", corpora.numbered(docs, name))
     junk = [
         '{"id": "web-0", "text": "Buy now!!! Click here for the best deals on the web. Buy now!!!"}',
         '{"id": "web-1", "text": "   "}',
         '{"id": "web-2", "text": "an unterminated record',
         '{"id": "prose-0", "text": "A second document that reuses an id seen in prose.jsonl.gz."}',
     ]
-    (OUT / "web.jsonl.gz").write_bytes(gzip.compress(("\n".join(junk) + "\n").encode(), mtime=0))
+    corpora.write_jsonl(OUT / "web.jsonl.gz", [], raw_lines=junk)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from refsift.kernels.contrastive import DecodeSettings, Generated, generate
-from refsift.training import IGNORE, causal_lm_loss
+from refsift.training import IGNORE, causal_lm_loss, collate
 
 
 def iterative_cge(
@@ -49,21 +49,13 @@ def iterative_cge(
 
 def update(model, optimizer, rows: list[list[int]], prompt_lengths: list[int], steps: int, pad_id: int) -> None:
     """`steps` AdamW steps of next-token loss on the generated part of `rows`."""
-    import torch
-
-    width = max(map(len, rows))
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full_like(ids, IGNORE)
-    mask = torch.zeros_like(ids)
-    for i, (row, n_prompt) in enumerate(zip(rows, prompt_lengths)):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-        labels[i, n_prompt : len(row)] = torch.tensor(row[n_prompt:])
+    examples = [{"input_ids": row, "labels": [IGNORE] * n + row[n:]} for row, n in zip(rows, prompt_lengths)]
     device = next(model.parameters()).device
-    ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+    batch = {k: v.to(device) for k, v in collate(examples, pad_id).items()}
     model.train()
     for _ in range(steps):
-        loss = causal_lm_loss(model(input_ids=ids, attention_mask=mask).logits, labels)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = causal_lm_loss(logits, batch["labels"])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ import random
 import re
 from dataclasses import dataclass
 
-IGNORE = -100
+from refsift.training import IGNORE
 
 
 def excess(nll_model: list[float | None], nll_reference: list[float | None]) -> list[float | None]:

@@ -78,20 +78,16 @@ def write_corpus(directory: Path, size: DemoSize, seed: int = 0) -> dict[str, in
     docs[TARGET] = corpora.documents(TARGET, target_chars=600)[100 : 100 + size.docs]
     counts = {}
     for source, texts in docs.items():
-        lines = [json.dumps({"id": f"{source}-{i}", "text": t}, ensure_ascii=False) for i, t in enumerate(texts)]
-        (directory / f"{source}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        counts[source] = len(lines)
+        counts[source] = corpora.write_jsonl(directory / f"{source}.jsonl", corpora.numbered(texts, source))
     junk = ["".join(rng.choices(string.ascii_letters + string.digits + "#@$%&*", k=400)) for _ in range(6)]
     junk += ["Home | Products | About us | Contact | Login\nCopyright 2024. All rights reserved.\n" * 5] * 4
     junk += [docs["prose"][i] for i in range(3)]  # exact duplicates of prose documents
-    lines = [json.dumps({"id": f"web-{i}", "text": t}) for i, t in enumerate(junk)]
-    lines += [
+    malformed = [
         '{"id": "web-bad-1", "text": "an unterminated record',
         '{"id": "web-bad-2", "text": ""}',
         '{"id": "web-bad-3", "text": 404}',
     ]
-    (directory / "web.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    counts["web"] = len(lines)
+    counts["web"] = corpora.write_jsonl(directory / "web.jsonl", corpora.numbered(junk, "web"), malformed)
     return counts
 
 
@@ -113,9 +109,7 @@ def reference_from(model: str, directory: Path, size: DemoSize) -> str:
     """A reference for a real base model: the base fine-tuned on clean math with refsift itself."""
     directory.mkdir(parents=True, exist_ok=True)
     texts = corpora.documents(TARGET, 600)[: 4 * size.docs]
-    (directory / "math.jsonl").write_text(
-        "\n".join(json.dumps({"id": f"m{i}", "text": t}) for i, t in enumerate(texts))
-    )
+    corpora.write_jsonl(directory / "math.jsonl", corpora.numbered(texts, "math"))
     api.score([str(directory / "math.jsonl")], out=str(directory / "run"), model=model, max_length=size.window,
               context=16, overwrite=True).close()  # fmt: skip
     api.select(str(directory / "run"), out=str(directory / "mix"), overwrite=True)
@@ -214,10 +208,7 @@ def run(
     leak_dir = root / "leak"
     leak_dir.mkdir(exist_ok=True)
     leak_docs = corpora.documents(LEAK, target_chars=600)[: size.leak_docs]
-    (leak_dir / "forum.jsonl").write_text(
-        "\n".join(json.dumps({"id": f"forum-{i}", "text": t}, ensure_ascii=False) for i, t in enumerate(leak_docs)),
-        encoding="utf-8",
-    )
+    corpora.write_jsonl(leak_dir / "forum.jsonl", corpora.numbered(leak_docs, "forum"))
     api.score(
         [str(leak_dir / "forum.jsonl")],
         out=str(root / "leak_run"),

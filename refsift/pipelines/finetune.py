@@ -19,6 +19,7 @@ from pathlib import Path
 from refsift import models, training
 from refsift.errors import RefsiftError
 from refsift.training import IGNORE
+from refsift.transforms.read_corpus import is_saved_dataset
 
 
 def load_export(mix_dir: str) -> list[dict]:
@@ -26,7 +27,7 @@ def load_export(mix_dir: str) -> list[dict]:
     import datasets
 
     data = Path(mix_dir) / "data"
-    if (data / "state.json").is_file() or (data / "dataset_info.json").is_file():
+    if is_saved_dataset(data):
         dataset = datasets.load_from_disk(str(data))
     else:
         for kind, suffix in (("parquet", "parquet"), ("json", "jsonl")):
@@ -85,22 +86,17 @@ def run(
     started = time.time()
     net = models.load_model(model, device=device, dtype="float32")
     tokenizer = models.load_tokenizer(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     os.makedirs(out, exist_ok=True)
-
-    def save(directory):
-        net.save_pretrained(directory, safe_serialization=True)
-        tokenizer.save_pretrained(directory)
 
     def checkpoint(step, loss):
         if save_every and step % save_every == 0 and step < steps:
-            save(Path(out) / f"checkpoint-{step}")
+            models.save(net, tokenizer, Path(out) / f"checkpoint-{step}")
 
-    batches = training.batches(trainable, batch_size, seed=seed, pad_id=pad)
+    batches = training.batches(trainable, batch_size, seed=seed, pad_id=models.pad_id(tokenizer))
     losses = training.train(
         net, batches, steps=steps, lr=lr, grad_accum=grad_accum, callback=checkpoint, progress=progress
     )
-    save(out)
+    models.save(net, tokenizer, out)
     record = {
         "data": sources,
         "model": model,

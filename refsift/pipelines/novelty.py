@@ -154,14 +154,7 @@ def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
             "ORDER BY novelty DESC, doc_id LIMIT ?",
             [cfg.top_documents],
         ).fetchall()
-        ids = [doc_id for doc_id, *_ in top]
-        by_doc: dict[str, list] = {doc_id: [] for doc_id in ids}
-        for doc_id, *token in con.execute(  # one pass over the token view for all shown documents
-            "SELECT doc_id, char_start, char_end, -nll_finetuned, -nll_model FROM token_scores "
-            "WHERE list_contains(?, doc_id) ORDER BY doc_id, position",
-            [ids],
-        ).fetchall():
-            by_doc[doc_id].append(tuple(token))
+        by_doc = catalog.document_tokens(con, [doc_id for doc_id, *_ in top], "-nll_finetuned, -nll_model")
         rows = []
         for rank, (doc_id, source, text, novelty) in enumerate(top):
             tokens = by_doc[doc_id]

@@ -28,6 +28,7 @@ from refsift.config import ScoreConfig
 from refsift.errors import RefsiftError
 from refsift.schemas import REJECTED_SCHEMA, examples_schema, tokens_schema
 from refsift.transforms import Fields, ReadCorpus, ScoreTokens, SummarizeExamples, TokenizeWindows, WriteShards
+from refsift.transforms.read_corpus import is_saved_dataset
 
 TABLES = ("tokens", "examples", "rejected")
 
@@ -67,11 +68,6 @@ def build(pipeline: beam.Pipeline, cfg: ScoreConfig) -> None:
     rejected = (read["rejected"], tokenized["rejected"]) | "Rejected" >> beam.Flatten()
     for table, rows in (("tokens", windows), ("examples", examples), ("rejected", rejected)):
         rows | f"Write[{table}]" >> WriteShards(directory=f"{cfg.out}/{table}", schema=schemas[table])
-
-
-def is_saved_dataset(path: str) -> bool:
-    """A directory written by `datasets` `save_to_disk` (a Dataset or a DatasetDict)."""
-    return any(Path(path, name).is_file() for name in ("state.json", "dataset_dict.json"))
 
 
 def resolve_format(cfg: ScoreConfig) -> ScoreConfig:

@@ -60,12 +60,7 @@ def _scatter(con, sources: list[str]) -> str:
     )
 
 
-def _document(con, doc_id: str, text: str, has_reference: bool, scale: float) -> str:
-    shade_by = "excess" if has_reference else "nll_model"
-    tokens = con.execute(
-        f"SELECT char_start, char_end, {shade_by}, nll_model FROM token_scores WHERE doc_id = ? ORDER BY position",
-        [doc_id],
-    ).fetchall()
+def _shaded(text: str, tokens: list[tuple], shade_by: str, scale: float) -> str:
     pieces = h.covering_pieces(text, tokens)
     shown = [(t, s, f"{shade_by}={s:.3f}  nll_model={m:.3f}" if s is not None else "") for t, s, m in pieces]
     return h.shaded_tokens(shown, scale)
@@ -73,22 +68,25 @@ def _document(con, doc_id: str, text: str, has_reference: bool, scale: float) ->
 
 def _extremes(con, columns: list[str], has_reference: bool, per_end: int) -> str:
     shade_by = "excess" if has_reference else "nll_model"
-    values = sorted(abs(v) for (v,) in con.execute(f"SELECT {shade_by} FROM token_scores").fetchall() if v is not None)
-    scale = values[int(0.95 * (len(values) - 1))] if values else 1.0
-    parts = [h.legend(scale, f"token shading: {shade_by} (hover for values)")]
+    scale = con.execute(f"SELECT quantile_cont(abs({shade_by}), 0.95) FROM token_scores").fetchone()[0] or 1.0
+    shown = {}  # (column, label) -> the documents shown there
     for column in columns:
         for label, order in (("highest", "DESC"), ("lowest", "ASC")):
-            rows = con.execute(
+            shown[column, label] = con.execute(
                 f'SELECT doc_id, source, text, "{column}" FROM examples WHERE "{column}" IS NOT NULL '
                 f'ORDER BY "{column}" {order}, doc_id LIMIT ?',
                 [per_end],
             ).fetchall()
-            docs = "".join(
-                f"<div class='sample'><div class='meta'>{h.esc(f'{doc_id} · {source} · {column} = {value:.4f}')}"
-                f"</div>{_document(con, doc_id, text[:3000], has_reference, scale)}</div>"
-                for doc_id, source, text, value in rows
-            )
-            parts.append(f"<details><summary><b>{h.esc(column)}</b>: {label} {len(rows)}</summary>{docs}</details>")
+    ids = sorted({doc_id for rows in shown.values() for doc_id, *_ in rows})
+    tokens = catalog.document_tokens(con, ids, f"{shade_by}, nll_model")
+    parts = [h.legend(scale, f"token shading: {shade_by} (hover for values)")]
+    for (column, label), rows in shown.items():
+        docs = "".join(
+            f"<div class='sample'><div class='meta'>{h.esc(f'{doc_id} · {source} · {column} = {value:.4f}')}"
+            f"</div>{_shaded(text[:3000], tokens[doc_id], shade_by, scale)}</div>"
+            for doc_id, source, text, value in rows
+        )
+        parts.append(f"<details><summary><b>{h.esc(column)}</b>: {label} {len(rows)}</summary>{docs}</details>")
     return "".join(parts)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.shared import Shared
-from apache_beam.utils.windowed_value import WindowedValue
 
 from refsift.kernels.contrastive import DecodeSettings, Generated
+from refsift.models import pad_id
+from refsift.transforms.pooling import PoolingDoFn
 from refsift.transforms.shared_models import shared_model, shared_tokenizer
 
 
@@ -56,10 +56,11 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     return [start] + (tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else [])
 
 
-class _SampleFn(beam.DoFn):
+class _SampleFn(PoolingDoFn):
     def __init__(self, base, finetuned, settings, batch_size, update, load_args):
         self._base, self._finetuned, self._settings = base, finetuned, settings
         self._batch_size, self._update, self._load_args = batch_size, update, load_args
+        self.pool_size = 4 * batch_size
         self._shared = Shared()
         self._samples = Metrics.counter("ContrastiveSampler", "samples")
 
@@ -70,31 +71,22 @@ class _SampleFn(beam.DoFn):
         }
         self._tokenizer = shared_tokenizer(self._shared, self._finetuned, self._load_args["trust_remote_code"])
         self._eos = self._tokenizer.eos_token_id
-        self._pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else (self._eos or 0)
-
-    def start_bundle(self):
-        self._pool = []
+        self._pad = pad_id(self._tokenizer)
 
     def process(self, job):
         if job["mode"] == "cge-iterative":
             yield from self._iterative(job["jobs"])
-            return
-        self._pool.append(job)
-        if len(self._pool) >= 4 * self._batch_size:
-            yield from self._flush()
+        else:
+            yield from super().process(job)
 
-    def finish_bundle(self):
-        for row in self._flush():
-            yield WindowedValue(row, GlobalWindow().max_timestamp(), [GlobalWindow()])
-
-    def _flush(self):
+    def flush(self, pool):
         from tqdm.auto import tqdm
 
         from refsift.kernels.contrastive import generate
         from refsift.kernels.iterative import plain
 
-        pool, self._pool = sorted(self._pool, key=lambda j: (j["mode"], j["sample_id"])), []
-        bar = tqdm(total=len(pool), desc="CGE and plain samples", unit="sample", disable=not pool)
+        pool = sorted(pool, key=lambda j: (j["mode"], j["sample_id"]))
+        bar = tqdm(total=len(pool), desc="CGE and plain samples", unit="sample")
         for i in range(0, len(pool), self._batch_size):
             batch = pool[i : i + self._batch_size]
             for mode in sorted({j["mode"] for j in batch}):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -42,6 +42,11 @@ def detect_format(path: str) -> str | None:
     for compressed in (".gz", ".bz2", ".zst", ".deflate"):
         name = name.removesuffix(compressed)
     return _SUFFIXES.get(PurePosixPath(name).suffix)
+
+
+def is_saved_dataset(path: str) -> bool:
+    """A local directory written by `datasets` `save_to_disk` (a Dataset or a DatasetDict)."""
+    return any(Path(path, name).is_file() for name in ("state.json", "dataset_dict.json"))
 
 
 def source_name(path: str) -> str:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.shared import Shared
-from apache_beam.utils.windowed_value import WindowedValue
 
+from refsift.models import pad_id
+from refsift.transforms.pooling import PoolingDoFn
 from refsift.transforms.shared_models import shared_model, shared_tokenizer
 
 POOL_BATCHES = 16  # batches' worth of windows pooled before sorting by length
@@ -40,9 +40,10 @@ def score_windows(model, windows: list[dict], role: str, pad_id: int) -> list[di
     ]
 
 
-class _ScoreFn(beam.DoFn):
+class _ScoreFn(PoolingDoFn):
     def __init__(self, role, model, batch_size, device, dtype, trust_remote_code):
         self._role, self._spec, self._batch_size = role, model, batch_size
+        self.pool_size = POOL_BATCHES * batch_size
         self._load_args = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         self._shared = Shared()
         self._tokens = Metrics.counter("ScoreTokens", f"tokens_{role}")
@@ -50,22 +51,10 @@ class _ScoreFn(beam.DoFn):
     def setup(self):
         self._model = shared_model(self._shared, self._spec, **self._load_args)
         tokenizer = shared_tokenizer(self._shared, self._spec, self._load_args["trust_remote_code"])
-        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._pad_id = pad_id(tokenizer)
 
-    def start_bundle(self):
-        self._pool = []
-
-    def process(self, window):
-        self._pool.append(window)
-        if len(self._pool) >= POOL_BATCHES * self._batch_size:
-            yield from self._flush()
-
-    def finish_bundle(self):
-        for window in self._flush():
-            yield WindowedValue(window, GlobalWindow().max_timestamp(), [GlobalWindow()])
-
-    def _flush(self):
-        pool, self._pool = sorted(self._pool, key=lambda w: len(w["token_ids"])), []
+    def flush(self, pool):
+        pool = sorted(pool, key=lambda w: len(w["token_ids"]))
         for i in range(0, len(pool), self._batch_size):
             batch = score_windows(self._model, pool[i : i + self._batch_size], self._role, self._pad_id)
             self._tokens.inc(sum(len(w["token_ids"]) - w["score_from"] for w in batch))
