@@ -32,38 +32,26 @@ def finetune_copy(base_dir: str, tokenizer, texts: list[str], out: Path, steps: 
 
 
 def labels_by_mode(base: str, ft: str, out: Path, n: int, tokens: int, classifier, lr: float) -> dict[str, list[str]]:
-    settings = DecodeSettings(max_new_tokens=tokens)
-    static = novelty.run(
+    """Classifier labels of the samples of each mode, from one report with static CGE,
+    iterative CGE and plain samples; the report keeps iterative samples in generation order."""
+    report = novelty.run(
         novelty.NoveltyConfig(
             base=base,
             finetuned=ft,
-            out=str(out / "static"),
+            out=str(out),
             num_samples=n,
-            base_samples=0,
-            decode=settings,
-            batch_size=8,
-        )
-    )
-    iterative = novelty.run(
-        novelty.NoveltyConfig(
-            base=base,
-            finetuned=ft,
-            out=str(out / "iterative"),
-            num_samples=n,
-            baseline_samples=0,
+            static_samples=n,
             base_samples=0,
             iterative=True,
             lr=lr,
             update_steps=2,
-            decode=settings,
+            decode=DecodeSettings(max_new_tokens=tokens),
+            batch_size=8,
         )
     )
-    samples = static["samples"] + iterative["samples"]
     result: dict[str, list[str]] = {}
-    for s in samples:
+    for s in report["samples"]:
         result.setdefault(s["mode"], []).append(classifier.predict(s["text"]))
-    # iterative samples in generation order, for "samples until found"
-    result["cge-iterative"] = [classifier.predict(s["text"]) for s in iterative["samples"]]
     return result
 
 
