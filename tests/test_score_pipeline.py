@@ -64,7 +64,7 @@ def test_every_token_scored_exactly_once_in_document_order(run, prose_model):
     positions = sql(out, f"SELECT position, token_id FROM token_scores WHERE doc_id = '{long_doc[0]}' ORDER BY 1")
     ids = tokenizer(long_doc[1], add_special_tokens=False)["input_ids"]
     assert len(ids) > 3 * 64
-    assert positions == list(enumerate(ids))[1:]
+    assert positions == [(i + 1, token) for i, token in enumerate(ids)]  # BOS is position 0; every token scored
     per_doc = sql(
         out,
         "SELECT e.n_tokens, count(t.position) FROM examples e JOIN token_scores t USING (doc_id) "
@@ -116,6 +116,9 @@ def test_bad_inputs_are_rejected_with_reasons_and_counts_are_conserved(run, mixe
     assert set(got.values()) <= set(REJECT_REASONS)  # every reason is a documented one
     counts = manifest["counts"]
     assert counts["read"] == counts["scored"] + counts["rejected"] == 6 + 5 + 3 + 1 + 9
+    assert counts["rejected_by_reason"] == {
+        reason: list(expected.values()).count(reason) for reason in set(expected.values())
+    }
     assert sql(out, "SELECT record FROM rejected WHERE reason = 'invalid_utf8'")[0][0] == (
         '{"id": "b7", "text": "caf\\xe9 latin-1"}'
     )
@@ -124,7 +127,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_counts_are_conserved(run, mixe
 def test_sources_ids_and_manifest(run, prose_model):
     out, manifest = run
     sources = dict(sql(out, "SELECT source, count(*) FROM examples GROUP BY 1"))
-    assert sources == {"prose": 6, "code": 5, "spanish": 3, "story": 1}
+    assert sources == {"prose": 6, "code": 5, "spanish": 3, "story": 1, "web": 1}  # web: the one-token "a"
     story_id = sql(out, "SELECT doc_id FROM examples WHERE source = 'story'")[0][0]
     assert len(story_id) == 16  # no id field: a hash of path and row
     assert manifest["roles"]["model"]["weights_sha256"] and list(manifest["roles"]) == [

@@ -45,9 +45,19 @@ class DecodeSettings:
 
     def __post_init__(self):
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}")
-        if not 0 <= self.alpha <= 1 or self.temperature <= 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
-            raise ValueError(f"bad decoding settings {self}")
+            raise ValueError(f"--decoding must be one of {', '.join(MODES)}")
+        checks = (
+            (0 <= self.alpha <= 1, f"--alpha must be in [0, 1], got {self.alpha:g}"),
+            (self.gamma >= 0, f"--gamma must not be negative, got {self.gamma:g}"),
+            (0 < self.temperature < math.inf, f"--temperature must be positive, got {self.temperature:g}"),
+            (self.top_k >= 0, f"--top-k must be 0 (off) or positive, got {self.top_k}"),
+            (0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p:g}"),
+            (self.num_beams >= 1, f"--num-beams must be at least 1, got {self.num_beams}"),
+            (self.max_new_tokens >= 1, f"--max-new-tokens must be at least 1, got {self.max_new_tokens}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
 
 
 @dataclass

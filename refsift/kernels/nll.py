@@ -1,10 +1,12 @@
 """Per-token negative log-likelihood of a causal LM: token ids in, one loss per token out.
 
-`token_nll` runs the model's body once and applies the output head in chunks of positions,
-so the float32 logits it materialises are at most `chunk_bytes` big instead of
-[batch, seq, vocab] (1.6 GB for a batch of 16 x 512 tokens with a 49k vocabulary).
-Like nanochat's loss_eval, it is a plain function: the Beam transform only batches inputs
-and writes rows.
+`token_nll` runs the model's body once and applies the output head only at the positions
+asked for (context a window repeats, prompt tokens and padding cost no head compute), in
+chunks of positions, so the float32 logits it materialises are at most `chunk_bytes` big
+instead of [batch, seq, vocab] (1.6 GB for a batch of 16 x 512 tokens with a 49k
+vocabulary). The losses stay on the model's device: a caller moves them to the host once
+per batch, not once per chunk. Like nanochat's loss_eval, it is a plain function; the Beam
+transform only batches inputs and writes rows.
 """
 
 from __future__ import annotations
@@ -14,42 +16,43 @@ import math
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 
-def token_nll(model, input_ids, attention_mask=None, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
     """NLL in nats of each token given the tokens before it, under `model`.
 
     Args:
       model: a Hugging Face causal LM (anything with `base_model` and
         `get_output_embeddings()`), already in eval mode on its device.
-      input_ids: int tensor [batch, seq], right-padded.
+      input_ids: int tensor [batch, seq], right-padded, on the model's device.
       attention_mask: 0/1 tensor [batch, seq]; None means no padding.
+      targets: bool tensor [batch, seq] of the positions to score; None means every
+        non-padded position after the first. Position 0 is never scored.
       chunk_bytes: memory budget for one chunk of float32 logits.
 
     Returns:
-      float32 tensor [batch, seq] on the CPU: entry [b, i] is -log p(x_i | x_<i); position 0
-      and padded positions are NaN.
+      float32 tensor [batch, seq] on the model's device: entry [b, i] is
+      -log p(x_i | x_<i) where targeted, NaN elsewhere.
     """
     import torch
 
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
+    if targets is None:
+        targets = attention_mask > 0
+    targets = targets.clone()
+    targets[:, 0] = False
     with torch.inference_mode():
         hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         head = model.get_output_embeddings()
-        batch, seq = input_ids.shape
-        nll = torch.full((batch, seq), math.nan, dtype=torch.float32)
-        # Hidden state at position i predicts token i + 1.
-        valid = (attention_mask[:, 1:] > 0) & (attention_mask[:, :-1] > 0)
-        rows, cols = valid.nonzero(as_tuple=True)
+        nll = torch.full(input_ids.shape, math.nan, dtype=torch.float32, device=hidden.device)
+        rows, cols = targets.nonzero(as_tuple=True)  # the hidden state at cols - 1 predicts token cols
         if rows.numel() == 0:
             return nll
-        states = hidden[rows, cols]
-        targets = input_ids[rows, cols + 1]
+        states = hidden[rows, cols - 1]
+        labels = input_ids[rows, cols]
         step = max(1, chunk_bytes // (4 * head.weight.shape[0]))
-        losses = torch.empty(rows.numel(), dtype=torch.float32)
+        losses = torch.empty(rows.numel(), dtype=torch.float32, device=hidden.device)
         for i in range(0, rows.numel(), step):
             logits = head(states[i : i + step]).float()
-            losses[i : i + step] = torch.nn.functional.cross_entropy(
-                logits, targets[i : i + step], reduction="none"
-            ).cpu()
-        nll[rows.cpu(), cols.cpu() + 1] = losses
+            losses[i : i + step] = torch.nn.functional.cross_entropy(logits, labels[i : i + step], reduction="none")
+        nll[rows, cols] = losses
     return nll

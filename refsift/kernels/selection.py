@@ -93,11 +93,12 @@ def parse_mix(text: str) -> dict[str, float]:
     for part in text.split(","):
         name, sep, value = part.partition("=")
         try:
-            shares[name.strip()] = float(value)
+            share = float(value)
         except ValueError:
-            sep = ""
-        if not sep or not name.strip() or shares[name.strip()] <= 0:
-            raise ValueError(f"mix {text!r}: use source=share pairs such as code=0.3,prose=0.7")
+            share = math.nan
+        if not sep or not name.strip() or not 0 < share < math.inf:
+            raise ValueError(f"mix {text!r}: use source=share pairs with positive shares, such as code=0.3,prose=0.7")
+        shares[name.strip()] = share
     if abs(sum(shares.values()) - 1) > 1e-6:
         raise ValueError(f"mix {text!r}: shares sum to {sum(shares.values()):g}, not 1")
     return shares
@@ -142,8 +143,9 @@ def plan_mixture(available: dict[str, int], shares: dict[str, float], total: int
         scale = left / sum(open_shares.values())
         short = {s for s, share in open_shares.items() if available[s] < share * scale}
         if not short:
+            # Renormalised only if an exhausted source's shortfall was shared out (the plan holds one).
+            note = "filled (renormalised)" if plan else "filled"
             for source, share in open_shares.items():
-                note = "filled" if not plan else "filled (renormalised)"
                 plan[source] = SourcePlan(round(share * scale), 1.0, note)
             break
         for source in short:

@@ -1,34 +1,158 @@
-"""How a long document is cut into model-sized windows so that every token is scored once.
+"""How token sequences are cut into model-sized windows so that every scored token is
+scored exactly once, and the columnar `Windows` that carry them through the scorers.
 
-Window 0 covers tokens [0, L) and scores positions 1..L-1 (token 0 has no left context).
-Window k > 0 starts `context` tokens before the end of window k-1: its first `context`
-positions are fed to the model as left context only, and it scores the rest. So every token
-but the document's first is scored exactly once, each with at least `context` tokens of
-left context once past the first window.
+A sequence of n tokens whose first scored position is `first` (1 after a prefix token, or
+after a document's first token; the first response token after a prompt):
+- window 0 starts at min(n - max_length, first - context), but not before 0: the whole
+  sequence when it fits, else as late as still gives the first scored token `context`
+  tokens of left context (a long prompt is context, not a reason for extra windows);
+- window k > 0 starts `context` tokens before the end of window k-1: its first `context`
+  positions are fed as left context only, and it scores the rest.
+So every scored position is scored once, each with at least min(context, position)
+tokens before it. Windows that would score nothing (a long non-assistant stretch of a chat)
+are dropped.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple
+
+import numpy as np
 
 
 class Window(NamedTuple):
     index: int  # window number within the document
-    start: int  # document position of the window's first (fed) token
-    end: int  # one past the document position of its last token
-    score_from: int  # first window-local position that this window scores
+    start: int  # sequence position of the window's first (fed) token
+    end: int  # one past the sequence position of its last token
+    score_from: int  # first window-local position that this window may score
 
 
-def plan_windows(n_tokens: int, max_length: int, context: int) -> list[Window]:
-    """Windows covering `n_tokens` tokens; empty when there is nothing to score (< 2 tokens)."""
+def check(max_length: int, context: int) -> None:
     if max_length < 2:
         raise ValueError("max_length must be at least 2")
     if not 1 <= context < max_length:
         raise ValueError("context must satisfy 1 <= context < max_length")
-    if n_tokens < 2:
+
+
+def plan_windows(n_tokens: int, max_length: int, context: int, first: int = 1) -> list[Window]:
+    """Windows covering positions [first, n_tokens); empty when there is nothing to score."""
+    check(max_length, context)
+    if first < 1 or n_tokens <= first:
         return []
-    windows = [Window(0, 0, min(max_length, n_tokens), 1)]
+    start = min(max(0, n_tokens - max_length), max(0, first - context))
+    windows = [Window(0, start, min(start + max_length, n_tokens), first - start)]
     while windows[-1].end < n_tokens:
         start = windows[-1].end - context
         windows.append(Window(len(windows), start, min(start + max_length, n_tokens), context))
     return windows
+
+
+@dataclass
+class Windows:
+    """A batch's windows, columnar: one entry per window, and flat per-token arrays.
+
+    Args:
+      doc: the document (index into the batch) of each window.
+      window: the window's number within its document.
+      token_start: sequence position of the window's first token.
+      offsets: [windows + 1] where each window's tokens start in the flat arrays.
+      token_ids, char_start, char_end: the fed tokens and their character spans.
+      scored: the positions this window reports a loss for.
+      nll: role -> float32 loss per fed token, NaN where not scored (filled by the scorers).
+    """
+
+    doc: np.ndarray
+    window: np.ndarray
+    token_start: np.ndarray
+    offsets: np.ndarray
+    token_ids: np.ndarray
+    char_start: np.ndarray
+    char_end: np.ndarray
+    scored: np.ndarray
+    nll: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.doc)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def cut(encoded, max_length: int, context: int) -> tuple[Windows, np.ndarray]:
+    """Windows of every document of an `Encoded` batch, and the per-document count of
+    scored tokens (0: nothing to score, the document is too short)."""
+    check(max_length, context)
+    doc, number, start, end, score_from = [], [], [], [], []
+    scored_tokens = np.zeros(len(encoded.offsets) - 1, dtype=np.int64)
+    for d in range(len(encoded.offsets) - 1):
+        begin, n = int(encoded.offsets[d]), int(encoded.offsets[d + 1] - encoded.offsets[d])
+        mask = encoded.scored[begin : begin + n]
+        if not mask.any():
+            continue
+        scored_tokens[d] = int(mask.sum())
+        k = 0
+        for w in plan_windows(n, max_length, context, first=int(np.argmax(mask))):
+            if not mask[w.start + w.score_from : w.end].any():
+                continue
+            doc.append(d)
+            number.append(k)
+            start.append(begin + w.start)
+            end.append(begin + w.end)
+            score_from.append(w.score_from)
+            k += 1
+    start_arr, end_arr = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
+    lengths = end_arr - start_arr
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    local = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+    flat = np.repeat(start_arr, lengths) + local  # each fed token's index in the encoded arrays
+    scored = encoded.scored[flat] & (local >= np.repeat(np.asarray(score_from, dtype=np.int64), lengths))
+    doc_arr = np.asarray(doc, dtype=np.int32)
+    return (
+        Windows(
+            doc=doc_arr,
+            window=np.asarray(number, dtype=np.int32),
+            token_start=(start_arr - encoded.offsets[doc_arr]).astype(np.int32),
+            offsets=offsets,
+            token_ids=encoded.ids[flat],
+            char_start=encoded.char_start[flat],
+            char_end=encoded.char_end[flat],
+            scored=scored,
+        ),
+        scored_tokens,
+    )
+
+
+def length_batches(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Window indices in batches of similar length: sorted by length, each batch holding as
+    many windows as fit in `max_tokens` padded tokens (at least one). Short windows share a
+    forward pass instead of each padding out a slot sized for the longest."""
+    batches, current, width = [], [], 0
+    for i in np.argsort(lengths, kind="stable"):
+        width_if_added = max(width, int(lengths[i]))
+        if current and width_if_added * (len(current) + 1) > max_tokens:
+            batches.append(np.asarray(current))
+            current, width_if_added = [], int(lengths[i])
+        current.append(i)
+        width = width_if_added
+    if current:
+        batches.append(np.asarray(current))
+    return batches
+
+
+def padded(windows: Windows, index: np.ndarray, pad_id: int):
+    """Right-padded [rows, width] arrays for some windows: (ids, attention mask, targets),
+    and `where` = (rows, cols, flat) mapping each padded cell back to the flat arrays."""
+    lengths = windows.lengths[index]
+    width = int(lengths.max())
+    rows = np.repeat(np.arange(len(index)), lengths)
+    cols = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    flat = np.repeat(windows.offsets[index], lengths) + cols
+    ids = np.full((len(index), width), pad_id, dtype=np.int64)
+    ids[rows, cols] = windows.token_ids[flat]
+    mask = np.zeros((len(index), width), dtype=np.int64)
+    mask[rows, cols] = 1
+    targets = np.zeros((len(index), width), dtype=bool)
+    targets[rows, cols] = windows.scored[flat]
+    return ids, mask, targets, (rows, cols, flat)

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from refsift import api, corpora, tiny
 from refsift.domains import DomainClassifier, rates
-from refsift.report import html as h
+from refsift.pages import html as h
+from refsift.terminal import format_table
 
 GENERAL = ("prose", "drama", "german", "code")
 TARGET = "math"
@@ -119,8 +120,6 @@ def reference_from(model: str, directory: Path, size: DemoSize) -> str:
 
 
 def _print_query(echo, run: api.Run, title: str, query: str) -> None:
-    from refsift.cli import format_table
-
     rel = run.sql(query)
     echo(f'\n$ refsift sql {run.path} "{query}"   # {title}')
     echo(format_table(rel.columns, rel.fetchall()))

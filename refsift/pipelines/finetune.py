@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from refsift import models, training
+from refsift.corpus.tasks import is_saved_dataset
 from refsift.errors import RefsiftError
 from refsift.training import IGNORE
-from refsift.transforms.read_corpus import is_saved_dataset
 
 
 def load_export(mix_dir: str) -> list[dict]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,11 +25,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import refsift
-from refsift import catalog, models
+from refsift import catalog, models, rundir
 from refsift.errors import RefsiftError
 from refsift.kernels.contrastive import DecodeSettings
-from refsift.pipelines.score import pipeline_options, prepare_out
-from refsift.report.html import covering_pieces
+from refsift.pages.html import covering_pieces
+from refsift.pipelines.score import pipeline_options
 from refsift.schemas import SAMPLES_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.contrastive_sampler import ContrastiveSampler
@@ -65,6 +65,11 @@ class NoveltyConfig:
     def __post_init__(self):
         if self.num_samples < 0 or self.batch_size < 1 or self.update_every < 1 or self.update_steps < 0:
             raise RefsiftError("--num-samples, --batch-size, --update-every and --update-steps must be positive")
+        for name in ("baseline_samples", "base_samples", "static_samples"):
+            if (getattr(self, name) or 0) < 0:
+                raise RefsiftError(f"--{name.replace('_', '-')} must not be negative")
+        if self.top_documents < 1:
+            raise RefsiftError("--top-documents must be at least 1")
         if self.lr <= 0:
             raise RefsiftError("--lr must be positive")
         if self.data and self.run:
@@ -115,13 +120,21 @@ def build(p: beam.Pipeline, cfg: NoveltyConfig) -> None:
     )
 
 
-def check_run(run_dir: str) -> None:
-    """An extract-mode run must exist and have been scored with a fine-tuned model."""
-    manifest = Path(run_dir, "manifest.json")
-    if not manifest.is_file():
-        raise RefsiftError(f"{run_dir} has no manifest.json: not a refsift run directory")
-    if "finetuned" not in json.loads(manifest.read_text())["roles"]:
+def check_run(run_dir: str, base: dict, finetuned: dict) -> None:
+    """An extract-mode run must be complete and scored with these very models: its novelty
+    column ranks documents by *its* models' losses, so a report naming others would lie."""
+    rundir.require(run_dir, "run")
+    roles = json.loads(Path(run_dir, "manifest.json").read_text())["roles"]
+    if "finetuned" not in roles:
         raise RefsiftError(f"{run_dir} was scored without a --finetuned model: it has no novelty column")
+    for option, role, given in (("--base", "model", base), ("--finetuned", "finetuned", finetuned)):
+        scored = roles[role]
+        key = "weights_sha256" if "weights_sha256" in given else "revision"
+        if scored.get(key) != given.get(key) or (key == "revision" and scored.get("spec") != given.get("spec")):
+            raise RefsiftError(
+                f"{run_dir} was scored with {role} {scored.get('spec')} ({scored.get(key)}), not {option} "
+                f"{given.get('spec')} ({given.get(key)}): score it with these models, or give that run's models"
+            )
 
 
 def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
@@ -184,38 +197,43 @@ def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
 
 def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
     """Generates, extracts and writes the report; returns report.json's content."""
-    from refsift.report import novelty as report
+    from refsift.pages import novelty as report
 
     started = time.time()
     options = pipeline_options(list(beam_args))  # refuses unknown options before any work
-    if cfg.run:
-        check_run(cfg.run)
+    models.check_device(cfg.device)
     models.check_shared_tokenizer(
         {"base": cfg.base, "finetuned": cfg.finetuned}, trust_remote_code=cfg.trust_remote_code
     )
-    if not catalog.is_local(cfg.out):
+    base, finetuned = models.provenance(cfg.base), models.provenance(cfg.finetuned)
+    if cfg.run:
+        check_run(cfg.run, base, finetuned)
+    if not rundir.is_local(cfg.out):
         raise RefsiftError("novelty reports are written to a local directory")
-    prepare_out(cfg.out, cfg.overwrite)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, cfg)
-    pipeline.run().wait_until_finish()
-    extracted = extract(cfg, beam_args)
-    if extracted:
-        pq.write_table(pa.Table.from_pylist(extracted, schema=SAMPLES_SCHEMA), f"{cfg.out}/samples/extract.parquet")
-    catalog.build(cfg.out, {"samples": SAMPLES_SCHEMA})
-    samples = []
-    for path in sorted(glob.glob(f"{cfg.out}/samples/*.parquet")):
-        samples += pq.read_table(path).to_pylist()
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("base", "finetuned", "out", "decode")}
-    settings.update(asdict(cfg.decode))
-    content = report.build(
-        base=models.provenance(cfg.base),
-        finetuned=models.provenance(cfg.finetuned),
-        settings=settings,
-        samples=samples,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-        refsift_version=refsift.__version__,
-    )
-    content["wall_time_s"] = round(time.time() - started, 2)
-    report.write(content, cfg.out)
+    protect = [cfg.run, *cfg.data] if cfg.run else list(cfg.data)
+    with rundir.claim(cfg.out, kind="novelty", overwrite=cfg.overwrite, protect=protect) as claim:
+        cfg = replace(cfg, out=claim.path)
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, cfg)
+        pipeline.run().wait_until_finish()
+        extracted = extract(cfg, beam_args)
+        if extracted:
+            pq.write_table(pa.Table.from_pylist(extracted, schema=SAMPLES_SCHEMA), f"{cfg.out}/samples/extract.parquet")
+        catalog.build(cfg.out, {"samples": SAMPLES_SCHEMA})
+        samples = []
+        for path in sorted(glob.glob(f"{cfg.out}/samples/*.parquet")):
+            samples += pq.read_table(path).to_pylist()
+        settings = {k: v for k, v in asdict(cfg).items() if k not in ("base", "finetuned", "out", "decode")}
+        settings.update(asdict(cfg.decode))
+        content = report.build(
+            base=base,
+            finetuned=finetuned,
+            settings=settings,
+            samples=samples,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            refsift_version=refsift.__version__,
+        )
+        content["wall_time_s"] = round(time.time() - started, 2)
+        report.write(content, cfg.out)
+        claim.complete()
     return content

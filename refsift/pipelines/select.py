@@ -18,21 +18,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsDict, AsSingleton
 
 import refsift
-from refsift import catalog
+from refsift import catalog, rundir
 from refsift.errors import RefsiftError
 from refsift.kernels import selection
-from refsift.pipelines.score import pipeline_options, prepare_out
+from refsift.pipelines.score import pipeline_options
 from refsift.schemas import EXPORT_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.fill_budget import FillBudget
@@ -77,6 +79,7 @@ class SelectConfig:
 
 
 def validate(cfg: SelectConfig, manifest: dict) -> None:
+    """Refuses, before any work, a selection that would fail or mean nothing."""
     try:
         cfg.rule  # noqa: B018 (validates the token rule)
         budget = selection.Budget.parse(cfg.budget) if cfg.budget else None
@@ -89,15 +92,34 @@ def validate(cfg: SelectConfig, manifest: dict) -> None:
         raise RefsiftError("give --mix or --temperature, not both")
     if (shares or cfg.temperature is not None) and budget and budget.kind == "documents":
         raise RefsiftError("a mixture splits tokens: give --budget as a percentage or as NNNtok")
-    if cfg.temperature is not None and cfg.temperature <= 0:
-        raise RefsiftError("--temperature must be positive")
+    if cfg.temperature is not None and not 0 < cfg.temperature < math.inf:
+        raise RefsiftError("--temperature must be a positive number")
     if cfg.format not in EXPORT_FORMATS:
         raise RefsiftError(f"--format must be one of {', '.join(EXPORT_FORMATS)}")
-    if catalog.is_local(cfg.run):  # fail on the launcher, not on a worker, for a bad expression
+    if not rundir.is_local(cfg.run):
+        return
+    ranked = ranking_sql(cfg.by, cfg.where, cfg.order)
+    con = catalog.connect(cfg.run)
+    try:  # on the launcher, not on a worker: a bad expression, a --by that ranks nothing, a missing source
         try:
-            catalog.query(cfg.run, ranking_sql(cfg.by, cfg.where, cfg.order) + " LIMIT 0")
-        except RefsiftError as err:
-            raise RefsiftError(f"--by/--where: {err}") from None
+            candidates, ranked_by = con.execute(
+                f"SELECT count(*), count(score) FILTER (WHERE isfinite(score)) FROM ({ranked}) WHERE keep"
+            ).fetchone()
+        except Exception as err:
+            raise RefsiftError(f"--by/--where: {' '.join(str(err).split())[:300]}") from None
+        if cfg.by and candidates and not ranked_by:
+            raise RefsiftError(
+                f"--by {cfg.by} is NULL for every candidate document: does the run have the roles it needs "
+                "(learnability and novelty need --finetuned, excess_loss --reference, learning_percentage checkpoints)?"
+            )
+        if shares:
+            sources = {s for (s,) in con.execute("SELECT DISTINCT source FROM examples").fetchall()}
+            missing = sorted(set(shares) - sources)
+            if missing:
+                have = ", ".join(sorted(sources))
+                raise RefsiftError(f"--mix names sources the run does not have: {', '.join(missing)} (it has {have})")
+    finally:
+        con.close()
 
 
 def plan(_, cfg: SelectConfig, available: dict, counts: dict) -> dict:
@@ -254,7 +276,8 @@ def write_statistics(docs: dict, rows, threshold, path: str) -> None:
     )
 
 
-def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, tokenizer: str, trust_remote_code: bool = False) -> None:
+def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict) -> None:
+    """Adds the selection steps; `manifest` is the run's (its tokenizer decodes window text)."""
     docs = choose_documents(p, cfg)
     # The token shards are read once per consumer: labelling waits for the threshold, and a
     # shared read would make the runner hold every row until then.
@@ -269,9 +292,10 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, tokenizer: str, tr
         >> LabelTokens(
             rule=rule,
             chosen=AsDict(chosen),
-            tokenizer=tokenizer,
+            tokenizer=manifest["tokenizer"]["spec"],
+            prefix=manifest["tokenizer"].get("prefix_token_id"),
             threshold=AsSingleton(threshold) if threshold else None,
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=manifest["settings"].get("trust_remote_code", False),
         )
     )
     if cfg.format == "jsonl":
@@ -302,48 +326,43 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
     """Selects from `cfg.run` into `cfg.out`; returns what `selection.json` records."""
     started = time.time()
     options = pipeline_options(list(beam_args))  # refuses unknown options before any work
-    manifest_path = f"{cfg.run.rstrip('/')}/manifest.json"
-    if not FileSystems.exists(manifest_path):
-        raise RefsiftError(f"{cfg.run} has no manifest.json: not a refsift run directory")
-    with FileSystems.open(manifest_path) as handle:
+    rundir.require(cfg.run, "run")
+    with FileSystems.open(rundir.join(cfg.run, "manifest.json")) as handle:
         manifest_bytes = handle.read()
-    validate(cfg, json.loads(manifest_bytes))
-    prepare_out(cfg.out, cfg.overwrite)
-    out = cfg.out.rstrip("/")
-    data_dir = f"{out}/data" if cfg.format != "hf" else f"{out}/_parquet"
-    pipeline = beam.Pipeline(options=options)
     manifest = json.loads(manifest_bytes)
-    tokenizer = manifest["tokenizer"]["spec"]
-    build(pipeline, cfg, data_dir, tokenizer, manifest.get("settings", {}).get("trust_remote_code", False))
-    pipeline.run().wait_until_finish()
+    validate(cfg, manifest)
+    with rundir.claim(cfg.out, kind="selection", overwrite=cfg.overwrite, protect=[cfg.run]) as claim:
+        out = claim.path.rstrip("/")
+        data_dir = f"{out}/data" if cfg.format != "hf" else f"{out}/_parquet"
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, cfg, data_dir, manifest)
+        pipeline.run().wait_until_finish()
 
-    with FileSystems.open(f"{out}/_stats.json") as handle:
-        stats = summarize(json.loads(handle.read()), cfg)
-    FileSystems.delete([f"{out}/_stats.json"])
-    if cfg.format == "hf":
-        import datasets
+        with FileSystems.open(f"{out}/_stats.json") as handle:
+            stats = summarize(json.loads(handle.read()), cfg)
+        FileSystems.delete([f"{out}/_stats.json"])
+        if cfg.format == "hf":
+            import datasets
 
-        shards = [m.path for m in FileSystems.match([f"{data_dir}/*.parquet"])[0].metadata_list]
-        datasets.load_dataset("parquet", data_files=shards, split="train").save_to_disk(f"{out}/data")
-        FileSystems.delete([data_dir])
-    record = {
-        "refsift_version": refsift.__version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": sys.argv,
-        "run": cfg.run,
-        "run_manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-        "settings": asdict(cfg),
-        "token_rule": asdict(cfg.rule),
-        **stats,
-        "view": cfg.view_name,
-        "wall_time_s": round(time.time() - started, 2),
-    }
-    with FileSystems.create(f"{out}/selection.json") as handle:
-        handle.write(json.dumps(record, indent=2, default=str).encode())
-    if catalog.is_local(cfg.run) and catalog.is_local(cfg.out) and cfg.format != "hf":
-        import os
-
-        reader = "read_json_auto" if cfg.format == "jsonl" else "read_parquet"
-        pattern = os.path.abspath(f"{catalog.local_path(out)}/data/*.{cfg.format}")
-        catalog.register_view(catalog.local_path(cfg.run), cfg.view_name, f"SELECT * FROM {reader}('{pattern}')")
+            shards = [m.path for m in FileSystems.match([f"{data_dir}/*.parquet"])[0].metadata_list]
+            datasets.load_dataset("parquet", data_files=shards, split="train").save_to_disk(f"{out}/data")
+            FileSystems.delete([data_dir])
+        record = {
+            "refsift_version": refsift.__version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": sys.argv,
+            "run": cfg.run,
+            "run_manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+            "settings": asdict(cfg),
+            "token_rule": asdict(cfg.rule),
+            **stats,
+            "view": cfg.view_name,
+            "wall_time_s": round(time.time() - started, 2),
+        }
+        rundir.write_json(f"{out}/selection.json", record)
+        if rundir.is_local(cfg.run) and rundir.is_local(out) and cfg.format != "hf":
+            relative = os.path.relpath(Path(out, "data").resolve(), Path(cfg.run).resolve())
+            fmt = "json" if cfg.format == "jsonl" else "parquet"
+            catalog.register_table(cfg.run, cfg.view_name, f"{relative}/*.{cfg.format}", fmt)
+        claim.complete()
     return record

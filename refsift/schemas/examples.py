@@ -1,13 +1,19 @@
 """`examples/*.parquet`: one row per scored document, with its mean losses and derived scores.
 
-`nll_<role>` is the mean NLL in nats per scored token; `bpb_<role>` is bits per UTF-8 byte
-(total nats / (ln 2 x n_bytes)), comparable across tokenizers. The derived scores are
-computed by `refsift.scores.derive` and are null when their roles are absent.
+`text` is everything the model reads after the prefix token: the document; with
+instruction data the prompt followed by the response (`prompt` holds the prompt); with
+chat data the conversation rendered by the tokenizer's chat template (`messages` holds the
+turns). `n_tokens` counts the scored tokens (the response's, the assistant turns') and
+`n_bytes` the UTF-8 bytes they cover. `nll_<role>` is the mean NLL in nats per scored
+token; `bpb_<role>` is bits per byte (total nats / (ln 2 x n_bytes)), comparable across
+tokenizers. The derived scores come from `refsift.scores.derive` and are null when their
+roles are absent.
 """
 
 import pyarrow as pa
 
 DERIVED_SCORES = ("excess_loss", "learnability", "learning_percentage", "novelty")
+MESSAGES_TYPE = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
 
 
 def examples_schema(roles: list[str]) -> pa.Schema:
@@ -16,10 +22,12 @@ def examples_schema(roles: list[str]) -> pa.Schema:
             pa.field("doc_id", pa.string(), nullable=False),
             pa.field("source", pa.string(), nullable=False),
             pa.field("text", pa.string(), nullable=False),
+            pa.field("prompt", pa.string()),  # instruction data: the prompt, the start of `text`
+            pa.field("messages", MESSAGES_TYPE),  # chat data: the conversation `text` renders
             pa.field("input", pa.string(), nullable=False),  # provenance: file it was read from
             pa.field("row", pa.int64(), nullable=False),  # provenance: record index in that file
             pa.field("n_tokens", pa.int32(), nullable=False),  # scored tokens
-            pa.field("n_bytes", pa.int64(), nullable=False),
+            pa.field("n_bytes", pa.int64(), nullable=False),  # UTF-8 bytes of the scored text
             *(pa.field(f"nll_{role}", pa.float64()) for role in roles),
             *(pa.field(f"bpb_{role}", pa.float64()) for role in roles),
             *(pa.field(name, pa.float64()) for name in DERIVED_SCORES),

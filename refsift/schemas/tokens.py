@@ -1,9 +1,13 @@
 """`tokens/*.parquet`: one row per scored window.
 
 `token_ids`, `char_start`, `char_end` and every `nll_<role>` list are aligned position by
-position and hold every token fed to the model, context included. A position whose loss
-this window does not report is null in each `nll_<role>`: the document's first token (no
-left context) and the `context` tokens a window repeats from the one before (scored there).
+position and hold every token fed to the model, context included. Positions count the
+model's input sequence: position 0 is the prefix token (BOS, with `--prefix auto`), so a
+document's first token is at position 1. A position whose loss this window does not report
+is null in each `nll_<role>`: the prefix token (or, with `--prefix none`, the document's
+first token, which has no left context), prompt tokens and chat turns that are not the
+assistant's (context, not scored), and the `context` tokens a window repeats from the one
+before (scored there). Character spans index `examples.text`; the prefix token spans 0..0.
 """
 
 import pyarrow as pa
@@ -14,7 +18,7 @@ def tokens_schema(roles: list[str]) -> pa.Schema:
         [
             pa.field("doc_id", pa.string(), nullable=False),
             pa.field("window", pa.int32(), nullable=False),
-            pa.field("token_start", pa.int32(), nullable=False),  # document position of token_ids[0]
+            pa.field("token_start", pa.int32(), nullable=False),  # sequence position of token_ids[0]
             pa.field("token_ids", pa.list_(pa.int32()), nullable=False),
             pa.field("char_start", pa.list_(pa.int32()), nullable=False),
             pa.field("char_end", pa.list_(pa.int32()), nullable=False),

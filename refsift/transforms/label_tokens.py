@@ -41,8 +41,12 @@ class TokenRule:
     seed: int = 0
 
     def __post_init__(self):
-        if self.mode not in TOKEN_MODES or self.scope not in SCOPES or not 0 < self.ratio <= 1:
-            raise ValueError(f"bad token rule {self}")
+        if self.mode not in TOKEN_MODES:
+            raise ValueError(f"--tokens must be one of {', '.join(TOKEN_MODES)}, not {self.mode!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"--scope must be one of {', '.join(SCOPES)}, not {self.scope!r}")
+        if not 0 < self.ratio <= 1:  # also refuses NaN
+            raise ValueError(f"--ratio must be in (0, 1], got {self.ratio:g}")
 
     def select(self, window: dict, threshold: float | None) -> list[bool]:
         scored = window["nll_model"]
@@ -70,9 +74,18 @@ def export_row(window: dict, source: str, text: str, selected: list[bool]) -> di
     }
 
 
+def window_text(tokenizer, window: dict, prefix: int | None) -> str:
+    """What a window says, decoded from its token ids (what the model trains on), without
+    the prefix token that opens a document's first window."""
+    ids = window["token_ids"]
+    if prefix is not None and window["token_start"] == 0 and ids and ids[0] == prefix:
+        ids = ids[1:]
+    return tokenizer.decode(ids)
+
+
 class _LabelFn(beam.DoFn):
-    def __init__(self, rule: TokenRule, tokenizer: str, trust_remote_code: bool):
-        self._rule, self._spec, self._trust = rule, tokenizer, trust_remote_code
+    def __init__(self, rule: TokenRule, tokenizer: str, prefix: int | None, trust_remote_code: bool):
+        self._rule, self._spec, self._prefix, self._trust = rule, tokenizer, prefix, trust_remote_code
         self._shared = Shared()
         self._rows = Metrics.counter("LabelTokens", "rows")
 
@@ -83,7 +96,7 @@ class _LabelFn(beam.DoFn):
         if window["doc_id"] not in chosen:
             return
         source, times = chosen[window["doc_id"]]
-        text = self._tokenizer.decode(window["token_ids"])
+        text = window_text(self._tokenizer, window, self._prefix)
         row = export_row(window, source, text, self._rule.select(window, threshold))
         for _ in range(times):
             self._rows.inc()
@@ -101,13 +114,23 @@ class LabelTokens(beam.PTransform):
       rule: the TokenRule.
       chosen: side input (AsDict) doc_id -> (source, times).
       tokenizer: model spec of the run's shared tokenizer.
+      prefix: the run's prefix token id (left out of the decoded text), or None.
       threshold: side input (AsSingleton) of the global excess threshold, or None.
       trust_remote_code: passed to `from_pretrained`.
     """
 
-    def __init__(self, *, rule: TokenRule, chosen, tokenizer: str, threshold=None, trust_remote_code: bool = False):
+    def __init__(
+        self,
+        *,
+        rule: TokenRule,
+        chosen,
+        tokenizer: str,
+        prefix: int | None = None,
+        threshold=None,
+        trust_remote_code: bool = False,
+    ):
         super().__init__()
-        self._fn = _LabelFn(rule, tokenizer, trust_remote_code)
+        self._fn = _LabelFn(rule, tokenizer, prefix, trust_remote_code)
         self._side = (chosen,) if threshold is None else (chosen, threshold)
 
     def expand(self, windows):

@@ -31,9 +31,9 @@ class _RankFn(beam.DoFn):
         self._read = Metrics.counter("RankDocuments", "documents")
 
     def setup(self):
-        import duckdb
+        from refsift.catalog import confined
 
-        self._con = duckdb.connect()
+        self._con = confined()  # --by and --where are SQL: they may compute, never reach a file
 
     def process(self, batch):
         self._con.register("examples", batch)

@@ -1,49 +1,52 @@
-"""`ScoreTokens`: adds `nll_<role>`, the per-token loss under one role's model, to each window.
+"""`ScoreTokens`: adds one role's per-token losses to each chunk's windows.
 
 Model loading: a plain DoFn whose `setup()` takes the model from `Shared`, rather than
 RunInference. Scoring wants batches of similar length (padding is wasted compute), and
-RunInference's BatchElements groups by arrival order, not length; here each bundle's
-windows are pooled, sorted by length and cut into batches. Chaining one ScoreTokens per
-role keeps each step one model and one output column.
+RunInference's BatchElements groups by arrival order, not length; here a chunk's windows
+are sorted by length and packed into batches of at most `batch_size x max_length` padded
+tokens, so short windows share a forward pass. Losses come back to the host once per batch
+and are kept as float32 arrays. Chaining one ScoreTokens per role keeps each step one model
+and one output column.
 """
 
 from __future__ import annotations
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
+from refsift import progress
+from refsift.kernels.windows import length_batches, padded
 from refsift.models import pad_id
-from refsift.transforms.pooling import PoolingDoFn
 from refsift.transforms.shared_models import shared_model, shared_tokenizer
 
-POOL_BATCHES = 16  # batches' worth of windows pooled before sorting by length
 
-
-def score_windows(model, windows: list[dict], role: str, pad_id: int) -> list[dict]:
-    """The batch's windows with `nll_<role>` added: a loss per position, None where unscored."""
+def score_windows(model, windows, max_tokens: int, pad: int, on_batch=None) -> np.ndarray:
+    """Float32 loss per fed token of `windows` under `model`, NaN where not scored."""
     import torch
 
     from refsift.kernels.nll import token_nll
 
-    width = max(len(w["token_ids"]) for w in windows)
-    ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(windows), width), dtype=torch.long)
-    for i, w in enumerate(windows):
-        ids[i, : len(w["token_ids"])] = torch.tensor(w["token_ids"])
-        mask[i, : len(w["token_ids"])] = 1
     device = next(model.parameters()).device
-    nll = token_nll(model, ids.to(device), mask.to(device)).tolist()
-    return [
-        {**w, f"nll_{role}": [None] * w["score_from"] + row[w["score_from"] : len(w["token_ids"])]}
-        for w, row in zip(windows, nll)
-    ]
+    nll = np.full(len(windows.token_ids), np.nan, dtype=np.float32)
+    for index in length_batches(windows.lengths, max_tokens):
+        ids, mask, targets, (rows, cols, flat) = padded(windows, index, pad)
+        out = token_nll(
+            model,
+            torch.from_numpy(ids).to(device),
+            torch.from_numpy(mask).to(device),
+            targets=torch.from_numpy(targets).to(device),
+        )
+        nll[flat] = out.cpu().numpy()[rows, cols]  # the batch's one transfer to the host
+        if on_batch:
+            on_batch(int(targets.sum()))
+    return nll
 
 
-class _ScoreFn(PoolingDoFn):
-    def __init__(self, role, model, batch_size, device, dtype, trust_remote_code):
-        self._role, self._spec, self._batch_size = role, model, batch_size
-        self.pool_size = POOL_BATCHES * batch_size
+class _ScoreFn(beam.DoFn):
+    def __init__(self, role, model, max_tokens, device, dtype, trust_remote_code, run):
+        self._role, self._spec, self._max_tokens, self._run = role, model, max_tokens, run
         self._load_args = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         self._shared = Shared()
         self._tokens = Metrics.counter("ScoreTokens", f"tokens_{role}")
@@ -51,26 +54,36 @@ class _ScoreFn(PoolingDoFn):
     def setup(self):
         self._model = shared_model(self._shared, self._spec, **self._load_args)
         tokenizer = shared_tokenizer(self._shared, self._spec, self._load_args["trust_remote_code"])
-        self._pad_id = pad_id(tokenizer)
+        self._pad = pad_id(tokenizer)
+        self._progress = progress.Counter(self._run, f"score-{self._role}")
 
-    def flush(self, pool):
-        pool = sorted(pool, key=lambda w: len(w["token_ids"]))
-        for i in range(0, len(pool), self._batch_size):
-            batch = score_windows(self._model, pool[i : i + self._batch_size], self._role, self._pad_id)
-            self._tokens.inc(sum(len(w["token_ids"]) - w["score_from"] for w in batch))
-            yield from batch
+    def _count(self, tokens: int) -> None:
+        self._tokens.inc(tokens)
+        self._progress.add(**{f"tokens_{self._role}": tokens})
+
+    def process(self, chunk):
+        chunk.windows.nll[self._role] = score_windows(
+            self._model, chunk.windows, self._max_tokens, self._pad, on_batch=self._count
+        )
+        yield chunk
+
+    def teardown(self):
+        self._progress.flush()
 
 
 class ScoreTokens(beam.PTransform):
-    """Scores windows under one role's model.
+    """Scores chunks' windows under one role's model.
 
     Args:
-      role: the role name; the output column is `nll_<role>`.
+      role: the role name; the losses land in `windows.nll[role]` (column `nll_<role>`).
       model: the role's model spec (hub id, local directory or alias).
-      batch_size: windows per forward pass.
+      batch_size: windows of `max_length` tokens per forward pass; shorter windows are
+        packed more to a batch, within the same number of padded tokens.
+      max_length: the longest window.
       device: "auto", "cpu", "cuda", ...
       dtype: "auto" (fp32 on CPU, bf16 on CUDA), "float32", "bfloat16" or "float16".
       trust_remote_code: passed to `from_pretrained`.
+      run: the run directory, for the live progress line (None: no progress files).
     """
 
     def __init__(
@@ -79,14 +92,16 @@ class ScoreTokens(beam.PTransform):
         role: str,
         model: str,
         batch_size: int = 8,
+        max_length: int = 512,
         device: str = "auto",
         dtype: str = "auto",
         trust_remote_code: bool = False,
+        run: str | None = None,
     ):
         super().__init__()
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
-        self._fn = _ScoreFn(role, model, batch_size, device, dtype, trust_remote_code)
+        self._fn = _ScoreFn(role, model, batch_size * max_length, device, dtype, trust_remote_code, run)
 
-    def expand(self, windows):
-        return windows | "Score" >> beam.ParDo(self._fn)
+    def expand(self, chunks):
+        return chunks | "Score" >> beam.ParDo(self._fn)

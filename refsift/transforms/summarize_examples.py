@@ -1,7 +1,8 @@
-"""`SummarizeExamples`: scored windows + documents -> one `examples` row per document.
+"""`SummarizeExamples`: a scored chunk -> its `examples` table, one row per document.
 
-Per-window loss sums are combined per document (in float64), joined with the document by
-id, and turned into mean NLL, bits per byte and the derived scores of `refsift.scores`.
+A document's windows are all in its chunk, so its per-role loss sums come straight from the
+chunk's flat arrays (float64 sums with `np.bincount`): no join, nothing shuffled. Then the
+mean NLL per scored token, bits per byte and the derived scores of `refsift.scores`.
 """
 
 from __future__ import annotations
@@ -9,75 +10,68 @@ from __future__ import annotations
 import math
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from refsift import scores
 
-
-def window_sums(window: dict, roles: list[str]) -> tuple[str, tuple[int, list[float]]]:
-    """(doc_id, (scored tokens, summed nats per role)) for one scored window."""
-    n = len(window["token_ids"]) - window["score_from"]
-    sums = [math.fsum(x for x in window[f"nll_{role}"] if x is not None) for role in roles]
-    return window["doc_id"], (n, sums)
+DOCUMENT_COLUMNS = ("doc_id", "source", "text", "prompt", "messages", "input", "row", "n_tokens", "n_bytes")
 
 
-def add_sums(parts):
-    n, total = 0, None
-    for count, sums in parts:
-        n += count
-        total = list(sums) if total is None else [a + b for a, b in zip(total, sums)]
-    return n, total
+def examples_table(chunk, roles: list[str], learning: tuple[str, str] | None, schema: pa.Schema) -> pa.Table:
+    docs = chunk.documents
+    w = chunk.windows
+    token_doc = np.repeat(w.doc, w.lengths)[w.scored]
+    n_tokens = np.bincount(token_doc, minlength=len(docs)).astype(np.float64)
+    n_bytes = np.asarray([d["n_bytes"] for d in docs], dtype=np.float64)
+    columns = {name: [d[name] for d in docs] for name in DOCUMENT_COLUMNS}
+    means = {}
+    for role in roles:
+        total = np.bincount(token_doc, weights=w.nll[role][w.scored].astype(np.float64), minlength=len(docs))
+        means[role] = total / n_tokens
+        columns[f"nll_{role}"] = means[role]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            columns[f"bpb_{role}"] = np.where(n_bytes > 0, total / (math.log(2) * np.maximum(n_bytes, 1)), np.nan)
+    for name, values in scores.derive(means, learning).items():
+        columns[name] = [None] * len(docs) if values is None else values
+    arrays = []
+    for field in schema:
+        values = columns[field.name]
+        if isinstance(values, np.ndarray):
+            arrays.append(pa.array(values, type=field.type, mask=np.isnan(values)))
+        else:
+            arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def example_row(doc: dict, n_tokens: int, sums: list[float], roles: list[str], checkpoints: list[str]) -> dict:
-    """The examples row: mean nats per scored token, bits per UTF-8 byte, derived scores."""
-    n_bytes = len(doc["text"].encode("utf-8"))
-    nll = {role: total / n_tokens for role, total in zip(roles, sums)}
-    row = {key: doc[key] for key in ("doc_id", "source", "text", "input", "row")}
-    row.update(n_tokens=n_tokens, n_bytes=n_bytes)
-    row.update({f"nll_{role}": value for role, value in nll.items()})
-    row.update({f"bpb_{role}": total / (math.log(2) * n_bytes) for role, total in zip(roles, sums)})
-    row.update(scores.derive(nll, checkpoints))
-    return row
-
-
-class _JoinFn(beam.DoFn):
-    def __init__(self, roles, checkpoints):
-        self._roles, self._checkpoints = roles, checkpoints
+class _SummarizeFn(beam.DoFn):
+    def __init__(self, roles, learning, schema):
+        self._roles, self._learning, self._schema = roles, learning, schema
         self._scored = Metrics.counter("SummarizeExamples", "documents_scored")
 
-    def process(self, element):
-        _, joined = element
-        if joined["sums"]:  # else no window: TokenizeWindows rejected the document as too_short
-            (doc,), (n_sums,) = joined["documents"], joined["sums"]
-            self._scored.inc()
-            yield example_row(doc, *n_sums, self._roles, self._checkpoints)
+    def process(self, chunk):
+        chunk.examples = examples_table(chunk, self._roles, self._learning, self._schema)
+        self._scored.inc(chunk.examples.num_rows)
+        yield chunk
 
 
 class SummarizeExamples(beam.PTransform):
-    """Joins {"documents", "windows"} PCollections into `examples` rows.
+    """Scored chunks -> chunks with their `examples` table.
 
     Args:
-      roles: role names in column order; each window carries `nll_<role>` for all of them.
-      checkpoints: the checkpoint roles in training order (for learning percentage).
+      roles: role names in column order; every window carries losses for all of them.
+      learning: the (first, last) roles of learning percentage, or None
+        (`refsift.scores.learning_roles`).
     """
 
-    def __init__(self, *, roles: list[str], checkpoints: list[str] = ()):
+    def __init__(self, *, roles: list[str], learning: tuple[str, str] | None = None):
+        from refsift.schemas import examples_schema
+
         super().__init__()
         if "model" not in roles:
             raise ValueError("the roles must include 'model'")
-        self._roles, self._checkpoints = list(roles), list(checkpoints)
+        self._fn = _SummarizeFn(list(roles), learning, examples_schema(list(roles)))
 
-    def expand(self, inputs):
-        roles = self._roles
-        sums = (
-            inputs["windows"]
-            | "WindowSums" >> beam.Map(window_sums, roles)
-            | "DocumentSums" >> beam.CombinePerKey(add_sums)
-        )
-        documents = inputs["documents"] | "KeyById" >> beam.WithKeys(lambda doc: doc["doc_id"])
-        return (
-            {"documents": documents, "sums": sums}
-            | "Join" >> beam.CoGroupByKey()
-            | "ExampleRow" >> beam.ParDo(_JoinFn(roles, self._checkpoints))
-        )
+    def expand(self, chunks):
+        return chunks | "Summarize" >> beam.ParDo(self._fn)

@@ -13,8 +13,8 @@ import math
 import statistics
 from pathlib import Path
 
-from refsift.report import analysis
-from refsift.report import html as h
+from refsift.pages import analysis
+from refsift.pages import html as h
 
 CGE_MODES = ("cge", "cge-iterative")
 

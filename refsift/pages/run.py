@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from refsift import catalog
-from refsift.report import html as h
+from refsift.pages import html as h
 from refsift.schemas import DERIVED_SCORES
 
 PALETTE = ["#268bd2", "#dc322f", "#859900", "#b58900", "#6c71c4", "#2aa198", "#d33682", "#cb4b16", "#657b83"]

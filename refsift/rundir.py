@@ -1,0 +1,210 @@
+"""Output directories: which ones refsift may write, replace or read.
+
+Every command that writes a directory (a scoring run, a selection, a novelty report, an
+attribution) claims it first:
+
+- `RUN/.refsift` marks a directory as made by refsift and says what it is and whether the
+  command that made it finished: {"kind": "run", "status": "running" | "complete"}. It is
+  written when the command starts and rewritten as the very last step, so a run killed at
+  any moment reads as incomplete, never as a finished run with missing parts.
+- `--overwrite` only ever empties a directory that holds that marker, and never one that
+  holds an input of the command or the run it reads.
+- A second command writing into the same local directory at the same time is refused: the
+  first holds an exclusive lock on `RUN/.lock` until it exits (the operating system drops
+  it if the process dies). Remote directories (gs://) have no such lock.
+
+Commands that read a directory call `require`, which refuses anything that is not a
+complete directory of the expected kind with one line saying what to do.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from refsift.errors import RefsiftError
+
+MARKER = ".refsift"
+LOCK = ".lock"
+KINDS = {"run": "scoring run", "selection": "selection", "novelty": "novelty report", "attribution": "attribution"}
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def local_path(path: str) -> str:
+    return path.removeprefix("file://") if is_local(path) else path
+
+
+def join(directory: str, *parts: str) -> str:
+    return "/".join([directory.rstrip("/"), *parts])
+
+
+def filesystems():
+    """Beam's FileSystems, imported on first use: `import refsift` stays light."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def read_json(path: str) -> dict | None:
+    """A JSON file from any Beam filesystem, or None when it does not exist."""
+    FileSystems = filesystems()
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read())
+
+
+def write_json(path: str, content: dict) -> None:
+    """Writes JSON atomically: a reader sees the old content or the new, never a part."""
+    data = json.dumps(content, indent=2, ensure_ascii=False, default=str).encode()
+    if is_local(path):
+        tmp = Path(local_path(path) + ".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, local_path(path))
+    else:  # an object store makes an object visible whole, when its upload completes
+        with filesystems().create(path) as handle:
+            handle.write(data)
+
+
+def marker(directory: str) -> dict | None:
+    try:
+        return read_json(join(directory, MARKER))
+    except (ValueError, OSError):
+        return None
+
+
+@dataclass
+class Claim:
+    """A directory this process may write; `resumed` when it continues an incomplete run."""
+
+    path: str
+    kind: str
+    resumed: bool = False
+
+    def complete(self, **extra) -> None:
+        write_json(join(self.path, MARKER), {"kind": self.kind, "status": "complete", **extra})
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
+def _check_protected(out: Path, protect: Iterable[str]) -> None:
+    for item in protect:
+        if not item or not is_local(item):
+            continue
+        resolved = Path(local_path(item)).expanduser().resolve()
+        if _inside(resolved, out) or _inside(out, resolved):
+            raise RefsiftError(f"refusing to write {out}: it holds {item}, which this command reads")
+
+
+def _clear(directory: Path) -> None:
+    for entry in directory.iterdir():
+        if entry.name == LOCK:
+            continue  # held by this process; deleting it would let another take a new one
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+@contextmanager
+def claim(
+    out: str, *, kind: str, overwrite: bool = False, resume: bool = False, protect: Iterable[str] = ()
+) -> Iterator[Claim]:
+    """Takes `out` for writing a directory of `kind`; see the module docstring.
+
+    Args:
+      out: the directory (local or any Beam filesystem).
+      kind: one of KINDS.
+      overwrite: empty a directory refsift made before writing.
+      resume: keep an incomplete directory of the same kind (the caller continues it).
+      protect: paths this command reads (inputs, the run it reads): `out` may neither hold
+        them nor lie inside them.
+    """
+    if not is_local(out):
+        yield _claim_remote(out, kind, overwrite, resume)
+        return
+    path = Path(local_path(out)).expanduser()
+    if path.is_symlink():
+        raise RefsiftError(f"{out} is a symbolic link: give the directory it points to")
+    if path.exists() and not path.is_dir():
+        raise RefsiftError(f"{out} is a file, not a directory")
+    resolved = path.resolve()
+    _check_protected(resolved, protect)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = open(path / LOCK, "a")  # noqa: SIM115 (held until the command ends)
+    except OSError as err:
+        raise RefsiftError(f"cannot write {out}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RefsiftError(f"{out} is being written by another refsift command; wait for it to finish") from None
+        found = marker(str(path))
+        others = [e for e in path.iterdir() if e.name != LOCK]
+        resumed = False
+        if resume and found and found.get("kind") == kind:
+            resumed = True  # complete or not: the caller finishes it, or says there is nothing left to do
+        elif resume and others:
+            raise RefsiftError(f"{out} holds no {KINDS[kind]} to resume")
+        elif others:
+            if not found:
+                raise RefsiftError(
+                    f"{out} is not empty and was not made by refsift: refusing to write into it or delete it"
+                )
+            if not overwrite:
+                what = KINDS.get(found.get("kind"), "directory")
+                state = "an incomplete " + what if found.get("status") != "complete" else "a " + what
+                hint = " (add --resume to finish it)" if state.startswith("an incomplete") and kind == "run" else ""
+                raise RefsiftError(f"{out} holds {state}{hint}; pass --overwrite to replace it")
+            _clear(path)
+        if not resumed:
+            write_json(str(path / MARKER), {"kind": kind, "status": "running"})
+        yield Claim(str(path), kind, resumed)
+    finally:
+        lock.close()
+
+
+def _claim_remote(out: str, kind: str, overwrite: bool, resume: bool) -> Claim:
+    FileSystems = filesystems()
+    found = marker(out)
+    existing = [m.path for m in FileSystems.match([join(out, "**")])[0].metadata_list]
+    if found and resume and found.get("kind") == kind:
+        return Claim(out, kind, resumed=True)
+    if existing:
+        if not found:
+            raise RefsiftError(f"{out} is not empty and was not made by refsift: refusing to write into it")
+        if not overwrite:
+            raise RefsiftError(f"{out} is not empty; pass --overwrite to replace it")
+        FileSystems.delete(existing)
+    write_json(join(out, MARKER), {"kind": kind, "status": "running"})
+    return Claim(out, kind)
+
+
+def require(directory: str, kind: str | tuple[str, ...]) -> dict:
+    """The marker of a complete directory of `kind`; refuses anything else with one line."""
+    kinds = (kind,) if isinstance(kind, str) else kind
+    what = " or ".join(KINDS[k] for k in kinds)
+    if is_local(directory) and not Path(local_path(directory)).is_dir():
+        raise RefsiftError(f"{directory} is not a directory: give a refsift {what}")
+    found = marker(directory)
+    if found is None:
+        raise RefsiftError(f"{directory} is not a refsift {what} (it has no {MARKER} marker)")
+    if found.get("kind") not in kinds:
+        raise RefsiftError(f"{directory} is a {KINDS.get(found.get('kind'), 'directory')}, not a {what}")
+    if found.get("status") != "complete":
+        hint = ": finish it with `refsift score ... --out DIR --resume`" if found.get("kind") == "run" else ""
+        raise RefsiftError(f"{directory} is an incomplete {KINDS[found['kind']]} (it was interrupted){hint}")
+    return found
