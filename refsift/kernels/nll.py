@@ -4,7 +4,8 @@
 asked for (context a window repeats, prompt tokens and padding cost no head compute), in
 chunks of positions, so the float32 logits it materialises are at most `chunk_bytes` big
 instead of [batch, seq, vocab] (1.6 GB for a batch of 16 x 512 tokens with a 49k
-vocabulary). The losses stay on the model's device: a caller moves them to the host once
+vocabulary). The budget is small on the CPU (8 MB: peak memory stays flat, see
+benchmarks/score_memory.py) and large on an accelerator (256 MB: fewer, larger matmuls). The losses stay on the model's device: a caller moves them to the host once
 per batch, not once per chunk. Like nanochat's loss_eval, it is a plain function; the Beam
 transform only batches inputs and writes rows.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import math
 
-DEFAULT_CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = {"cpu": 8 * 2**20, "accelerator": 256 * 2**20}
 
 
-def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_bytes: int | None = None):
     """NLL in nats of each token given the tokens before it, under `model`.
 
     Args:
@@ -26,7 +27,7 @@ def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_byte
       attention_mask: 0/1 tensor [batch, seq]; None means no padding.
       targets: bool tensor [batch, seq] of the positions to score; None means every
         non-padded position after the first. Position 0 is never scored.
-      chunk_bytes: memory budget for one chunk of float32 logits.
+      chunk_bytes: memory budget for one chunk of float32 logits (default: by device).
 
     Returns:
       float32 tensor [batch, seq] on the model's device: entry [b, i] is
@@ -49,6 +50,8 @@ def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_byte
             return nll
         states = hidden[rows, cols - 1]
         labels = input_ids[rows, cols]
+        if chunk_bytes is None:
+            chunk_bytes = CHUNK_BYTES["cpu" if hidden.device.type == "cpu" else "accelerator"]
         step = max(1, chunk_bytes // (4 * head.weight.shape[0]))
         losses = torch.empty(rows.numel(), dtype=torch.float32, device=hidden.device)
         for i in range(0, rows.numel(), step):

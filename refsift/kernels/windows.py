@@ -142,17 +142,18 @@ def length_batches(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
 
 
 def padded(windows: Windows, index: np.ndarray, pad_id: int):
-    """Right-padded [rows, width] arrays for some windows: (ids, attention mask, targets),
-    and `where` = (rows, cols, flat) mapping each padded cell back to the flat arrays."""
+    """Right-padded [rows, width] arrays for some windows: (ids, cells, targets, flat).
+
+    `cells` is True where a token sits (the attention mask), `targets` where its loss is
+    wanted, and `flat` the token's index in the flat arrays, in the row-major order of the
+    True cells: `values[cells]` lines up with `flat`.
+    """
     lengths = windows.lengths[index]
     width = int(lengths.max())
-    rows = np.repeat(np.arange(len(index)), lengths)
-    cols = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    flat = np.repeat(windows.offsets[index], lengths) + cols
+    cells = np.arange(width) < lengths[:, None]
+    flat = (windows.offsets[index][:, None] + np.arange(width))[cells]
     ids = np.full((len(index), width), pad_id, dtype=np.int64)
-    ids[rows, cols] = windows.token_ids[flat]
-    mask = np.zeros((len(index), width), dtype=np.int64)
-    mask[rows, cols] = 1
+    ids[cells] = windows.token_ids[flat]
     targets = np.zeros((len(index), width), dtype=bool)
-    targets[rows, cols] = windows.scored[flat]
-    return ids, mask, targets, (rows, cols, flat)
+    targets[cells] = windows.scored[flat]
+    return ids, cells, targets, flat

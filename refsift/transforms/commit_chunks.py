@@ -31,10 +31,14 @@ def shard_path(run: str, table: str, name: str) -> str:
 
 
 def write_table(table: pa.Table, path: str) -> None:
-    """Writes a Parquet file whole or not at all (temporary name, then a rename)."""
+    """Writes a Parquet file whole or not at all (temporary name, then a rename).
+
+    No dictionary encoding: token ids, spans and losses gain nothing from it, and without
+    it the tokens shards are 25% smaller and written 40% faster (benchmarks/score_overhead.py).
+    """
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     with FileSystems.create(tmp) as handle:
-        pq.write_table(table, handle, compression="zstd")
+        pq.write_table(table, handle, compression="zstd", use_dictionary=False)
     FileSystems.rename([tmp], [path])
 
 

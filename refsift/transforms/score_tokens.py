@@ -31,14 +31,14 @@ def score_windows(model, windows, max_tokens: int, pad: int, on_batch=None) -> n
     device = next(model.parameters()).device
     nll = np.full(len(windows.token_ids), np.nan, dtype=np.float32)
     for index in length_batches(windows.lengths, max_tokens):
-        ids, mask, targets, (rows, cols, flat) = padded(windows, index, pad)
+        ids, cells, targets, flat = padded(windows, index, pad)
         out = token_nll(
             model,
             torch.from_numpy(ids).to(device),
-            torch.from_numpy(mask).to(device),
+            torch.from_numpy(cells).to(device, torch.long),
             targets=torch.from_numpy(targets).to(device),
         )
-        nll[flat] = out.cpu().numpy()[rows, cols]  # the batch's one transfer to the host
+        nll[flat] = out.cpu().numpy()[cells]  # the batch's one transfer to the host
         if on_batch:
             on_batch(int(targets.sum()))
     return nll
