@@ -5,8 +5,9 @@ asked for (context a window repeats, prompt tokens and padding cost no head comp
 chunks of positions, so the float32 logits it materialises are at most `chunk_bytes` big
 instead of [batch, seq, vocab] (1.6 GB for a batch of 16 x 512 tokens with a 49k
 vocabulary). The budget is small on the CPU (8 MB: peak memory stays flat, see
-benchmarks/score_memory.py) and large on an accelerator (256 MB: fewer, larger matmuls). The losses stay on the model's device: a caller moves them to the host once
-per batch, not once per chunk. Like nanochat's loss_eval, it is a plain function; the Beam
+benchmarks/score_memory.py) and large on an accelerator (256 MB: fewer, larger matmuls).
+The losses stay on the model's device: a caller moves them to the host once per batch,
+not once per chunk. Like nanochat's loss_eval, it is a plain function; the Beam
 transform only batches inputs and writes rows.
 """
 
