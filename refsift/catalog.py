@@ -20,6 +20,7 @@ as quoted literals and identifiers (`literal`, `ident`).
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 
 import duckdb
@@ -33,7 +34,7 @@ CATALOG = "catalog.duckdb"
 TABLES_META = "refsift_tables"
 VIEWS_META = "refsift_views"
 FORMATS = {"parquet": "read_parquet", "json": "read_json_auto"}
-_READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+_READ_ONLY = {duckdb.StatementType.SELECT}
 
 
 def ident(name: str) -> str:
@@ -160,17 +161,22 @@ def connect(run_dir: str) -> duckdb.DuckDBPyConnection:
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuses anything but exactly one SELECT or EXPLAIN statement."""
+    """Refuses anything but exactly one SELECT statement, or an EXPLAIN of one."""
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as err:
         raise RefsiftError(f"SQL error: {' '.join(str(err).split())[:300]}") from None
     if len(statements) != 1:
         raise RefsiftError("give exactly one SQL statement")
-    if statements[0].type not in _READ_ONLY:
-        kind = statements[0].type.name
+    statement = statements[0]
+    if statement.type == duckdb.StatementType.EXPLAIN:  # EXPLAIN [ANALYZE] runs what it explains: check that
+        explained = re.match(r"\s*EXPLAIN\s+(?:ANALYZE\s+)?(.*)", statement.query, re.S | re.I)
+        if explained is None:
+            raise RefsiftError("refused: write EXPLAIN first, before any comment")
+        return check_read_only(con, explained.group(1))
+    if statement.type not in _READ_ONLY:
         raise RefsiftError(
-            f"refused: only SELECT (and EXPLAIN) statements run here, not {kind}; the catalog is read-only"
+            f"refused: only SELECT (and EXPLAIN SELECT) run here, not {statement.type.name}; the catalog is read-only"
         )
 
 

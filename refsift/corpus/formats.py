@@ -55,15 +55,27 @@ def payloads(task: Task, columns: list[str], *, per_line: bool = False, split: s
         yield from _lines(task)
 
 
+def _open_lines(task: Task):
+    """A binary stream of the task's file, decompressed. gzip and bz2 go through Python's
+    own readers, which raise at a missing end of stream; Beam's would end the file early
+    without a word, and the rest of a truncated file would be lost silently."""
+    if task.start or task.end is not None:
+        return FileSystems.open(task.input, compression_type=CompressionTypes.UNCOMPRESSED)
+    kind = CompressionTypes.detect_compression_type(task.input)
+    if kind in (CompressionTypes.GZIP, CompressionTypes.BZIP2):
+        import bz2
+        import gzip
+
+        raw = FileSystems.open(task.input, compression_type=CompressionTypes.UNCOMPRESSED)
+        return gzip.GzipFile(fileobj=raw) if kind == CompressionTypes.GZIP else bz2.BZ2File(raw)
+    return FileSystems.open(task.input)  # other compressions: Beam's reader, by the suffix
+
+
 def _lines(task: Task) -> Iterator[tuple[int, bytes | ReadError]]:
     """Physical lines (newline stripped) of the task's byte range."""
     row = 0
     try:
-        if task.start or task.end is not None:
-            handle = FileSystems.open(task.input, compression_type=CompressionTypes.UNCOMPRESSED)
-        else:
-            handle = FileSystems.open(task.input)  # compression detected from the suffix
-        with handle:
+        with _open_lines(task) as handle:
             position = task.start
             if task.start:
                 handle.seek(task.start - 1)

@@ -108,13 +108,13 @@ def parse(payload, fmt: str, fields: Fields) -> dict | tuple[str, str | None] | 
     if isinstance(payload, ReadError):
         return "read_error", payload.detail
     if isinstance(payload, bytes):
+        if not payload.strip():
+            return None  # a blank line, or an empty file: no record
         if fmt == "text":
             try:
                 return {"text": payload.decode("utf-8"), "prompt": None, "messages": None, "id": None, "source": None}
             except UnicodeDecodeError as err:
                 return "invalid_utf8", str(err)
-        if not payload.strip():
-            return None
         payload = parse_line(payload)
         if isinstance(payload, tuple):
             return payload

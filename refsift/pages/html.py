@@ -168,15 +168,47 @@ def scatter(
     )
 
 
-def covering_pieces(text: str, tokens: list[tuple]) -> list[tuple]:
-    """(text, logp_ft, logp_base) pieces covering the whole text: scored tokens by their
-    character spans, and whatever lies between them (the unscored first token) with None."""
+SHOWN_CHARACTERS = 4000  # of one document on a page; a report's size must not follow the corpus's
+
+
+def covering_pieces(text: str, tokens: list[tuple], limit: int | None = SHOWN_CHARACTERS) -> list[tuple]:
+    """(text, *values) pieces that show `text` once, in order, up to `limit` characters.
+
+    `tokens` are (char_start, char_end, *values) of scored tokens in position order. A
+    character that a byte-level tokenizer split into several tokens has every one of them
+    span it; such overlapping tokens become one piece, with their values summed (log-probs
+    of the pieces of one character add up to the character's). Text between scored tokens
+    (a prompt, an unscored first token) is a piece with None values. A cut text ends with a
+    piece saying how much was left out.
+    """
+    spans: list[list] = []  # [start, end, values]
+    for start, end, *values in tokens:
+        if limit is not None and start >= limit:
+            break
+        if spans and start < spans[-1][1]:  # the same character(s) as the piece before
+            last = spans[-1]
+            last[1] = max(last[1], end)
+            last[2] = [None if a is None or b is None else a + b for a, b in zip(last[2], values)]
+            continue
+        spans.append([start, end, list(values)])
+    width = len(tokens[0]) - 2 if tokens else 0
     pieces, at = [], 0
-    for start, end, logp_ft, logp_base in tokens:
+    for start, end, values in spans:
         if start > at:
-            pieces.append((text[at:start], None, None))
-        pieces.append((text[start:end], logp_ft, logp_base))
+            pieces.append((text[at:start], *[None] * width))
+        pieces.append((text[start:end], *values))
         at = max(at, end)
-    if at < len(text):
-        pieces.append((text[at:], None, None))
+    end = len(text) if limit is None else min(len(text), max(limit, at))
+    if at < end:
+        pieces.append((text[at:end], *[None] * width))
+    if end < len(text):
+        pieces.append((f" … ({len(text) - end:,} more characters not shown)", *[None] * width))
     return pieces
+
+
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()#+-.!|~>"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"})
+
+
+def md(text) -> str:
+    """Text made inert in Markdown: no HTML, no emphasis, links, code spans or tables."""
+    return " ".join(str(text).split()).translate(_MARKDOWN)

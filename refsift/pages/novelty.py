@@ -227,9 +227,11 @@ def render_md(report: dict) -> str:
     lines = [
         "# What's new in the fine-tuned model",
         "",
-        f"- base: `{report['base'].get('spec')}` ({report['base'].get('weights_sha256', '')})",
-        f"- fine-tuned: `{report['finetuned'].get('spec')}` ({report['finetuned'].get('weights_sha256', '')})",
-        f"- created: {report['created']}",
+        *(
+            f"- {label}: {h.md(report[key].get('spec'))} ({h.md(report[key].get('weights_sha256', ''))})"
+            for label, key in (("base", "base"), ("fine-tuned", "finetuned"))
+        ),
+        f"- created: {h.md(report['created'])}",
         "",
         "| mode | samples | mean contrast |",
         "|---|---|---|",
@@ -237,7 +239,7 @@ def render_md(report: dict) -> str:
         "",
     ]
     for name, over in s["over_represented"].items():
-        grams = ", ".join(f"`{r['ngram']}`" for r in over["1-grams"][:10])
+        grams = ", ".join(h.md(r["ngram"]) for r in over["1-grams"][:10])
         lines += [f"Over-represented words ({name.replace('_', ' ')}): {grams}", ""]
     for mode in ("cge-iterative", "cge", "extract"):
         chosen = [x for x in report["samples"] if x["mode"] == mode][:10]
@@ -246,7 +248,7 @@ def render_md(report: dict) -> str:
             for x in chosen:
                 iteration = f", iteration {x['iteration']}" if x["iteration"] is not None else ""
                 lines += [
-                    f"**{x['id']}** (mean contrast {x['mean_contrast'] or 0:.3f}{iteration})",
+                    f"**{h.md(x['id'])}** (mean contrast {x['mean_contrast'] or 0:.3f}{iteration})",
                     "",
                     _md_text(x["text"]),
                     "",

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from refsift import catalog
+from refsift.errors import RefsiftError
 from refsift.pages import html as h
 from refsift.schemas import DERIVED_SCORES
 
@@ -60,8 +61,12 @@ def _scatter(con, sources: list[str]) -> str:
     )
 
 
+SHOWN_CHARACTERS = 1500  # of each document shown
+SHADED_BYTES = 2_000_000  # of token spans on the page; past it, documents are shown as plain text
+
+
 def _shaded(text: str, tokens: list[tuple], shade_by: str, scale: float) -> str:
-    pieces = h.covering_pieces(text, tokens)
+    pieces = h.covering_pieces(text, tokens, limit=SHOWN_CHARACTERS)
     shown = [(t, s, f"{shade_by}={s:.3f}  nll_model={m:.3f}" if s is not None else "") for t, s, m in pieces]
     return h.shaded_tokens(shown, scale)
 
@@ -80,12 +85,18 @@ def _extremes(con, columns: list[str], has_reference: bool, per_end: int) -> str
     ids = sorted({doc_id for rows in shown.values() for doc_id, *_ in rows})
     tokens = catalog.document_tokens(con, ids, f"{shade_by}, nll_model")
     parts = [h.legend(scale, f"token shading: {shade_by} (hover for values)")]
+    spent = 0
     for (column, label), rows in shown.items():
-        docs = "".join(
-            f"<div class='sample'><div class='meta'>{h.esc(f'{doc_id} · {source} · {column} = {value:.4f}')}"
-            f"</div>{_shaded(text[:3000], tokens[doc_id], shade_by, scale)}</div>"
-            for doc_id, source, text, value in rows
-        )
+        docs = ""
+        for doc_id, source, text, value in rows:
+            if spent < SHADED_BYTES:
+                body = _shaded(text, tokens[doc_id], shade_by, scale)
+                spent += len(body)
+            else:  # the page is big enough: the rest without per-token spans
+                cut = " …" if len(text) > 300 else ""
+                body = f"<div class='tokens'>{h.esc(text[:300] + cut)}</div>"
+            meta = h.esc(f"{doc_id} · {source} · {column} = {value:.4f}")
+            docs += f"<div class='sample'><div class='meta'>{meta}</div>{body}</div>"
         parts.append(f"<details><summary><b>{h.esc(column)}</b>: {label} {len(rows)}</summary>{docs}</details>")
     return "".join(parts)
 
@@ -163,5 +174,10 @@ def render(run_dir: str, *, per_end: int = 3) -> str:
 
 def write(run_dir: str, out: str | None = None) -> Path:
     path = Path(out or Path(run_dir) / "report.html")
-    path.write_text(render(run_dir), encoding="utf-8")
+    page = render(run_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as err:
+        raise RefsiftError(f"cannot write {path}: {err.strerror}") from None
     return path
