@@ -175,7 +175,11 @@ def add_select(sub) -> None:
         choices=["window", "global"],
         help="rank tokens within each window (exact count) or against one corpus-wide threshold",
     )
-    p.add_argument("--by", help="SQL expression over examples columns to rank documents by, e.g. excess_loss")
+    p.add_argument(
+        "--by",
+        help="SQL expression over examples columns to rank documents by, e.g. excess_loss; without --by every "
+        "document ranks the same and ties break by doc_id (a budget then takes documents in doc_id order)",
+    )
     p.add_argument("--order", default="desc", choices=["desc", "asc"])
     p.add_argument("--where", help="SQL condition over examples columns applied before ranking")
     p.add_argument("--budget", help="10%% (of documents; of tokens with a mixture), 2000000tok, or N documents")
@@ -248,13 +252,14 @@ def add_finetune(sub) -> None:
     p.add_argument("--save-every", type=int, help="also save checkpoint-N every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace a checkpoint directory refsift made before")
     p.set_defaults(handler=run_finetune)
 
 
 def run_finetune(args, _beam_args) -> None:
     from refsift.pipelines import finetune
 
-    options = ("steps", "epochs", "lr", "batch_size", "grad_accum", "save_every", "seed", "device")
+    options = ("steps", "epochs", "lr", "batch_size", "grad_accum", "save_every", "seed", "device", "overwrite")
     record = finetune.run(data=args.data, model=args.model, out=args.out, **{k: getattr(args, k) for k in options})
     losses = record["losses"]
     print(f"trained {record['steps']} steps on {record['rows_trained']} rows: loss {losses[0]:.3f} -> {losses[-1]:.3f}")

@@ -32,7 +32,13 @@ from refsift.errors import RefsiftError
 
 MARKER = ".refsift"
 LOCK = ".lock"
-KINDS = {"run": "scoring run", "selection": "selection", "novelty": "novelty report", "attribution": "attribution"}
+KINDS = {
+    "run": "scoring run",
+    "selection": "selection",
+    "checkpoint": "fine-tuned checkpoint",
+    "novelty": "novelty report",
+    "attribution": "attribution",
+}
 
 
 def is_local(path: str) -> bool:

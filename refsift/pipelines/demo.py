@@ -115,7 +115,7 @@ def reference_from(model: str, directory: Path, size: DemoSize) -> str:
               context=16, overwrite=True).close()  # fmt: skip
     api.select(str(directory / "run"), out=str(directory / "mix"), overwrite=True)
     api.finetune(str(directory / "mix"), model=model, out=str(directory / "reference"), steps=size.pretrain_steps,
-                 lr=size.lr, batch_size=size.batch_size, progress=False)  # fmt: skip
+                 lr=size.lr, batch_size=size.batch_size, overwrite=True, progress=False)  # fmt: skip
     return str(directory / "reference")
 
 
@@ -228,6 +228,7 @@ def run(
         lr=size.lr,
         batch_size=size.batch_size,
         seed=seed,
+        overwrite=True,
         progress=False,
     )
     echo(f"   loss {trained['losses'][0]:.3f} -> {trained['losses'][-1]:.3f}")

@@ -12,11 +12,10 @@ from __future__ import annotations
 import glob
 import json
 import math
-import os
 import time
 from pathlib import Path
 
-from refsift import models, training
+from refsift import models, rundir, training
 from refsift.corpus.tasks import is_saved_dataset
 from refsift.errors import RefsiftError
 from refsift.training import IGNORE
@@ -66,6 +65,7 @@ def run(
     save_every: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
     """Trains `model` on the export(s) in `data`; saves to `out`; returns what training.json records."""
@@ -74,6 +74,9 @@ def run(
     if batch_size < 1 or grad_accum < 1 or (steps is not None and steps < 1) or lr <= 0:
         raise RefsiftError("--steps, --batch-size, --grad-accum and --lr must be positive")
     sources = [data] if isinstance(data, str) else list(data)
+    for mix_dir in sources:
+        rundir.require(mix_dir, "selection")
+    models.check_device(device)
     rows = [row for mix_dir in sources for row in load_export(mix_dir)]
     trainable = [r for r in rows if any(x != IGNORE for x in r["labels"][1:])]
     if not trainable:
@@ -86,29 +89,31 @@ def run(
     started = time.time()
     net = models.load_model(model, device=device, dtype="float32")
     tokenizer = models.load_tokenizer(model)
-    os.makedirs(out, exist_ok=True)
+    protect = [*sources, models.resolve(model)]
+    with rundir.claim(out, kind="checkpoint", overwrite=overwrite, protect=protect) as claim:
 
-    def checkpoint(step, loss):
-        if save_every and step % save_every == 0 and step < steps:
-            models.save(net, tokenizer, Path(out) / f"checkpoint-{step}")
+        def checkpoint(step, loss):
+            if save_every and step % save_every == 0 and step < steps:
+                models.save(net, tokenizer, Path(out) / f"checkpoint-{step}")
 
-    batches = training.batches(trainable, batch_size, seed=seed, pad_id=models.pad_id(tokenizer))
-    losses = training.train(
-        net, batches, steps=steps, lr=lr, grad_accum=grad_accum, callback=checkpoint, progress=progress
-    )
-    models.save(net, tokenizer, out)
-    record = {
-        "data": sources,
-        "model": model,
-        "steps": steps,
-        "lr": lr,
-        "batch_size": batch_size,
-        "grad_accum": grad_accum,
-        "seed": seed,
-        "rows": len(rows),
-        "rows_trained": len(trainable),
-        "losses": losses,
-        "wall_time_s": round(time.time() - started, 2),
-    }
-    Path(out, "training.json").write_text(json.dumps(record, indent=2))
+        batches = training.batches(trainable, batch_size, seed=seed, pad_id=models.pad_id(tokenizer))
+        losses = training.train(
+            net, batches, steps=steps, lr=lr, grad_accum=grad_accum, callback=checkpoint, progress=progress
+        )
+        models.save(net, tokenizer, out)
+        record = {
+            "data": sources,
+            "model": model,
+            "steps": steps,
+            "lr": lr,
+            "batch_size": batch_size,
+            "grad_accum": grad_accum,
+            "seed": seed,
+            "rows": len(rows),
+            "rows_trained": len(trainable),
+            "losses": losses,
+            "wall_time_s": round(time.time() - started, 2),
+        }
+        Path(out, "training.json").write_text(json.dumps(record, indent=2))
+        claim.complete()
     return record
