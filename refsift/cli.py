@@ -295,8 +295,21 @@ def add_novelty(sub) -> None:
     p.add_argument("--lr", type=float, default=5e-5, help="iterative: learning rate of the base updates")
     p.add_argument("--alpha", type=float, default=0.1, help="plausibility cut relative to p_ft's top token")
     p.add_argument("--gamma", type=float, default=1.0, help="weight of log p_base")
-    p.add_argument("--decoding", dest="mode", default="sample", choices=["sample", "greedy", "beam"])
-    p.add_argument("--num-beams", type=int, default=4, help="with --decoding beam (beam search with sampling)")
+    p.add_argument(
+        "--decoding",
+        dest="mode",
+        default="sample",
+        choices=["sample", "greedy", "beam", "beam-normalized"],
+        help="sample (default), greedy, beam: the authors' beam sampling (--num-beams), beam-normalized: beams "
+        "drawn from each beam's normalised scores",
+    )
+    p.add_argument("--num-beams", type=int, default=4, help="with --decoding beam (default %(default)s, as the paper)")
+    p.add_argument(
+        "--no-stop-at-eos",
+        dest="stop_at_eos",
+        action="store_false",
+        help="keep generating after EOS, to --max-new-tokens (as the paper's scripts)",
+    )
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
@@ -338,9 +351,10 @@ def run_novelty(args, beam_args: list[str]) -> None:
             [(m, n, summary["mean_contrast"].get(m)) for m, n in summary["counts"].items()],
         )
     )
-    words = summary["over_represented"].get("vs_baseline", {}).get("1-grams", [])[:10]
-    if words:
-        print("over-represented in CGE samples:", ", ".join(w["ngram"] for w in words))
+    print(f"finding: {summary['finding']}")
+    grams = summary["over_represented"].get("vs_baseline", {}).get("8-char", [])[:8]
+    if grams:
+        print("over-represented in CGE samples:", ", ".join(repr(g["ngram"]) for g in grams))
     print(f"report: {args.out}/report.html (also report.md, report.json; samples in {args.out}/catalog.duckdb)")
 
 

@@ -28,6 +28,7 @@ def open_page(path: Path) -> dict:
         page.goto(Path(path).resolve().as_uri())
         page.wait_for_load_state("load")
         seen["text"] = page.inner_text("body")
+        seen["token_texts"] = page.locator(".tokens").all_text_contents()  # shown or folded away
         seen["scripts"] = page.locator("script").count()
         seen["title"] = page.title()
         browser.close()

@@ -52,7 +52,7 @@ def pair(prose_model, code_finetuned, tokenizer):
     return ft, base, tokenizer
 
 
-@pytest.mark.parametrize("mode", ["greedy", "sample", "beam"])
+@pytest.mark.parametrize("mode", ["greedy", "sample", "beam", "beam-normalized"])
 def test_kv_cached_decoding_equals_uncached_token_for_token(pair, mode):
     ft, base, tok = pair
     prompts = [[tok.bos_token_id], [tok.bos_token_id, *tok("def ", add_special_tokens=False)["input_ids"]]]
@@ -87,6 +87,87 @@ def test_iterative_updates_change_a_copy_of_the_base_only_and_no_file(pair, pros
     assert {path: models.weights_hash(path) for path in files} == files
     # The copy did learn: later samples face a base that already likes what was found.
     assert out[-1][1].score != out[0][1].score
+
+
+def test_iterative_cge_is_reproducible_however_it_is_called(pair):
+    ft, base, tok = pair
+    assert base.config.resid_pdrop > 0  # a model with dropout: where train-mode updates made runs differ
+
+    def run():
+        found = iterative_cge(ft, base, [[tok.bos_token_id]] * 3, [5, 6, 7], DecodeSettings(max_new_tokens=12),
+                              eos_id=tok.eos_token_id, update_steps=2, lr=1e-2)  # fmt: skip
+        return [(s.tokens, s.score) for _, s in found]
+
+    first = run()
+    torch.rand(1000)  # whatever else used torch's global random state in between
+    assert run() == first
+
+
+def test_iterative_update_is_the_authors_adamw_clipped_without_weight_decay(pair):
+    import copy
+
+    from refsift.training import IGNORE, causal_lm_loss, collate
+
+    ft, base, tok = pair
+    settings, lr = DecodeSettings(max_new_tokens=10), 1e-2
+    prompts = [[tok.bos_token_id]] * 2
+    found = [s for _, s in iterative_cge(ft, base, prompts, [3, 4], settings, eos_id=tok.eos_token_id, lr=lr)]
+    # By hand: sample 0 from the base, one AdamW step (no weight decay, gradient norm clipped at 1.0, no
+    # dropout) on its tokens, then sample 1 from the updated copy.
+    copy_ = copy.deepcopy(base).eval()
+    (sample0,) = generate(ft, copy_, prompts[:1], settings, seeds=[3], eos_id=tok.eos_token_id)
+    row = sample0.prompt + sample0.tokens
+    batch = collate([{"input_ids": row, "labels": [IGNORE] + sample0.tokens}])
+    optimizer = torch.optim.AdamW(copy_.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8)
+    loss = causal_lm_loss(copy_(input_ids=batch["input_ids"]).logits, batch["labels"])
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(copy_.parameters(), 1.0)
+    optimizer.step()
+    (sample1,) = generate(ft, copy_, prompts[1:], settings, seeds=[4], eos_id=tok.eos_token_id)
+    assert found[0].tokens == sample0.tokens
+    assert found[1].tokens == sample1.tokens
+    assert found[1].score == pytest.approx(sample1.score, abs=1e-5)
+
+
+def test_gumbel_noise_is_per_seed_and_gumbel_distributed():
+    from refsift.kernels.contrastive import gumbel
+
+    both = gumbel(torch.tensor([11, 12]), 3, 5000)
+    assert torch.equal(both[1], gumbel(torch.tensor([12]), 3, 5000)[0])  # a row depends on its seed only
+    assert not torch.equal(both[0], both[1]) and not torch.equal(both[0], gumbel(torch.tensor([11]), 4, 5000)[0])
+    many = gumbel(torch.arange(40), 0, 50_000).flatten()
+    assert many.mean().item() == pytest.approx(0.5772, abs=0.01)  # Euler-Mascheroni
+    assert many.std().item() == pytest.approx(math.pi / math.sqrt(6), abs=0.01)
+
+
+def test_published_beam_with_only_the_top_token_plausible_is_greedy(pair):
+    ft, base, tok = pair
+    settings = dict(alpha=1.0, max_new_tokens=12)
+    kwargs = dict(seeds=[1], eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+    greedy = generate(ft, base, [[tok.bos_token_id]], DecodeSettings(mode="greedy", **settings), **kwargs)
+    beam = generate(ft, base, [[tok.bos_token_id]], DecodeSettings(mode="beam", num_beams=3, **settings), **kwargs)
+    assert beam[0].tokens == greedy[0].tokens
+
+
+def test_decoding_can_run_past_eos_as_the_paper(pair):
+    ft, base, tok = pair
+    eos = tok.eos_token_id
+    settings = DecodeSettings(max_new_tokens=40, stop_at_eos=False, alpha=0.0, gamma=0.0)
+    out = generate(ft, base, [[tok.bos_token_id]] * 4, settings, seeds=[0, 1, 2, 3], eos_id=eos)
+    assert all(len(s.tokens) == 40 for s in out)
+
+
+def test_character_ngrams_find_novelty_in_any_script():
+    from refsift.pages import analysis
+
+    russian = ["Она сказала, что придёт завтра утром.", "Он сказал, что она придёт завтра."] * 3
+    english = ["She said that she would come tomorrow.", "He said she would come in the morning."] * 3
+    found = analysis.over_represented(russian + english[:2], english, n=4)
+    assert found and all(r > 0 for _, r, _, _ in found)
+    assert all(any("\u0400" <= c <= "\u04ff" for c in g) for g, *_ in found[:5])
+    assert (
+        analysis.over_represented(["東京タワーは高い"] * 3, ["the tower is tall"] * 3, n=2)[0][0] in "東京タワーは高い"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +205,7 @@ def test_report_json_has_the_promised_structure(report_dir):
     assert iterations == sorted(iterations) == list(range(6))
     summary = report["summary"]
     assert summary["mean_contrast"]["cge-iterative"] > summary["mean_contrast"]["baseline"]
-    assert len(summary["contrast_by_iteration"]) == 6 and summary["clusters"]["groups"]
+    assert len(summary["contrast_by_iteration"]) == 6 and summary["groups"]["groups"] and summary["finding"]
     assert "vs_baseline" in summary["over_represented"] and "cge-iterative" in summary["diversity"]
     assert catalog.query(str(report_dir), "SELECT count(*) FROM samples WHERE mode = 'base'")[1] == [(6,)]
 

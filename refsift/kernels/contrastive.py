@@ -7,10 +7,21 @@ top token always stays), so generation drifts toward what the fine-tuned model l
 base model does not. gamma = 0 and alpha = 0 give plain sampling from the fine-tuned model.
 
 `generate` decodes a batch of prompts with both models' KV caches. Each prompt has its own
-seed and draws its own Gumbel noise, so a sample does not depend on which other samples
-shared its batch (Beam may batch differently on every run). `use_cache=False`
-re-runs both models over the whole prefix at every step (the reference for tests and the
-naive baseline of the throughput benchmark). Plain torch: no Beam here.
+seed and its own Gumbel noise, so a sample does not depend on which other samples shared
+its batch (Beam may batch differently on every run). The noise is drawn on the models'
+device by a counter-based generator (splitmix64 of seed, step and vocabulary index): one
+vectorised operation per step for the whole batch, nothing copied from the host, and the
+same samples on a CPU and a GPU. `use_cache=False` re-runs both models over the whole
+prefix at every step (the reference for tests and the naive baseline of the throughput
+benchmark). Plain torch: no Beam here.
+
+Decoding modes: "sample" and "greedy"; "beam", the authors' beam sampling (their
+`beam_sample`): each step adds the raw contrastive scores to the running beam scores, draws
+2 x num_beams candidates over all beams' continuations in proportion to softmax(score /
+temperature), keeps the num_beams best and returns the best beam; "beam-normalized",
+refsift's earlier variant, normalises each beam's step scores (log-softmax) and draws the
+num_beams continuations directly. The paper's scripts decode with 4 beams and never stop at
+EOS (`stop_at_eos=False`, 255 new tokens after BOS).
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-MODES = ("sample", "greedy", "beam")
+MODES = ("sample", "greedy", "beam", "beam-normalized")
 
 
 @dataclass(frozen=True)
@@ -28,10 +39,11 @@ class DecodeSettings:
     Args:
       alpha: plausibility cut, relative to the fine-tuned model's top probability.
       gamma: weight of the base model's log-probability.
-      mode: "sample", "greedy" or "beam" (beam search with sampling, as CGE's scripts).
+      mode: one of MODES (see the module docstring).
       temperature, top_k, top_p: applied to the contrastive scores when sampling.
-      num_beams: beams per sample in "beam" mode.
-      max_new_tokens: stop after this many tokens if no EOS came.
+      num_beams: beams per sample in the beam modes.
+      max_new_tokens: stop after this many tokens (sooner at EOS if stop_at_eos).
+      stop_at_eos: end a sample at EOS; the paper's scripts do not.
     """
 
     alpha: float = 0.1
@@ -42,6 +54,7 @@ class DecodeSettings:
     top_p: float = 1.0
     num_beams: int = 4
     max_new_tokens: int = 256
+    stop_at_eos: bool = True
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -135,13 +148,27 @@ class _Stepper:
         self.mask = torch.cat([self.mask, torch.ones_like(tokens)[:, None]], dim=1)
 
 
-def _gumbel(generators: list, width: int, device):
-    """Gumbel noise, one row per generator: argmax(logits + noise) samples softmax(logits),
-    and top-k of (logits + noise) samples k items without replacement."""
+_GOLDEN, _MIX1, _MIX2 = (c - 2**64 for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _shift(x, bits: int):
+    """Logical right shift of int64 values (torch's is arithmetic)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def gumbel(seeds, step: int, width: int):
+    """Gumbel noise [len(seeds), width]: row i depends only on seeds[i], the step and the
+    column, never on the batch. argmax(logits + noise) samples softmax(logits), and the
+    top k of (logits + noise) samples k items without replacement."""
     import torch
 
-    u = torch.stack([torch.rand(width, generator=g) for g in generators]).to(device)
-    return -torch.log(-torch.log(u.clamp(1e-20, 1 - 1e-7)))
+    index = torch.arange(width, device=seeds.device, dtype=torch.int64) + step * width
+    x = seeds[:, None] * _GOLDEN + index[None, :]
+    x = (x ^ _shift(x, 30)) * _MIX1
+    x = (x ^ _shift(x, 27)) * _MIX2
+    x = x ^ _shift(x, 31)
+    u = (_shift(x, 11).double() + 0.5) * 2.0**-53  # uniform in (0, 1)
+    return (-torch.log(-torch.log(u))).float()
 
 
 def _left_pad(prompts: list[list[int]], pad_id: int, repeat: int, device):
@@ -175,22 +202,23 @@ def generate(
         raise ValueError("every prompt needs at least one token (use the BOS token for unconditional samples)")
     if len(seeds) != len(prompts):
         raise ValueError("give one seed per prompt")
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    device = next(finetuned.parameters()).device
+    seeds_t = torch.tensor(seeds, dtype=torch.int64, device=device)
+    eos_id = eos_id if settings.stop_at_eos else None
     with torch.inference_mode():
-        if settings.mode == "beam":
-            return _beam_generate(finetuned, base, prompts, settings, eos_id, pad_id, generators, use_cache)
-        device = next(finetuned.parameters()).device
+        if settings.mode.startswith("beam"):
+            return _beam_generate(finetuned, base, prompts, settings, eos_id, pad_id, seeds_t, use_cache)
         ids, mask = _left_pad(prompts, pad_id, 1, device)
         ft, bs = _Stepper(finetuned, ids, mask, use_cache), _Stepper(base, ids.clone(), mask.clone(), use_cache)
         results = [Generated(prompt=list(p)) for p in prompts]
         done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-        for _ in range(settings.max_new_tokens):
+        for step in range(settings.max_new_tokens):
             logp_ft, logp_base = ft.logprobs(), bs.logprobs()
             scores = contrastive_scores(logp_ft, logp_base, alpha=settings.alpha, gamma=settings.gamma)
             if settings.mode == "greedy":
                 tokens = scores.argmax(dim=-1)
             else:
-                noise = _gumbel(generators, scores.shape[-1], device)
+                noise = gumbel(seeds_t, step, scores.shape[-1])
                 tokens = (sampling_logits(scores, settings) + noise).argmax(dim=-1)
             tokens = torch.where(done, torch.full_like(tokens, pad_id), tokens)
             rows = torch.arange(len(prompts), device=device)
@@ -209,33 +237,46 @@ def generate(
         return results
 
 
-def _beam_generate(finetuned, base, prompts, settings, eos_id, pad_id, generators, use_cache) -> list[Generated]:
-    """Beam search with sampling: each step samples `num_beams` continuations per prompt
-    from the softmax of (beam score + contrastive log-softmax / temperature) over all beams;
-    the beam with the best length-normalised score is returned."""
+def _beam_generate(finetuned, base, prompts, settings, eos_id, pad_id, seeds, use_cache) -> list[Generated]:
+    """Beam search with sampling, in the published form ("beam") or normalised per beam
+    ("beam-normalized"); see the module docstring. Returns each prompt's best beam (the
+    highest score per token). A beam that reached EOS carries on with padding at no cost,
+    so it competes with its final score."""
     import torch
 
     k, n = settings.num_beams, len(prompts)
+    published = settings.mode == "beam"
     device = next(finetuned.parameters()).device
     ids, mask = _left_pad(prompts, pad_id, k, device)
     ft, bs = _Stepper(finetuned, ids, mask, use_cache), _Stepper(base, ids.clone(), mask.clone(), use_cache)
-    cum = torch.full((n, k), -torch.inf, device=device)
-    cum[:, 0] = 0.0  # start from one beam, so the first samples are not duplicates
+    cum = torch.zeros((n, k), device=device)
+    if not published:
+        cum[:, 1:] = -torch.inf  # start from one beam, so the first draws are not duplicates
     history = [[Generated(prompt=list(p)) for _ in range(k)] for p in prompts]
     done = torch.zeros((n, k), dtype=torch.bool, device=device)
-    for _ in range(settings.max_new_tokens):
+    for step_index in range(settings.max_new_tokens):
         logp_ft, logp_base = ft.logprobs(), bs.logprobs()
         scores = contrastive_scores(logp_ft, logp_base, alpha=settings.alpha, gamma=settings.gamma)
-        step = torch.log_softmax(sampling_logits(scores, settings), dim=-1)
-        step = torch.where(torch.isnan(step), torch.full_like(step, -torch.inf), step)
+        if published:  # raw scores added to the beam scores, then temperature, top-k, top-p (as transformers)
+            step = scores
+        else:
+            step = torch.log_softmax(sampling_logits(scores, settings), dim=-1)
+            step = torch.where(torch.isnan(step), torch.full_like(step, -torch.inf), step)
         finished = done.view(-1)
-        # A finished beam carries on with padding at no cost, so it competes with its final score.
+        step = step.clone()
         step[finished] = -torch.inf
         step[finished, pad_id] = 0.0
         vocab = step.shape[-1]
-        candidates = (cum.view(-1, 1) + step).view(n, k * vocab)
-        perturbed = candidates + _gumbel(generators, k * vocab, device)
-        picks = perturbed.topk(k, dim=-1).indices  # k draws without replacement
+        totals = cum.view(-1, 1) + step
+        if published:
+            totals = sampling_logits(totals, settings)
+        candidates = totals.view(n, k * vocab)
+        perturbed = candidates + gumbel(seeds, step_index, k * vocab)
+        if published:  # 2k draws without replacement, keep the k best
+            drawn = perturbed.topk(2 * k, dim=-1).indices
+            picks = drawn.gather(1, candidates.gather(1, drawn).topk(k, dim=-1).indices)
+        else:  # k draws without replacement
+            picks = perturbed.topk(k, dim=-1).indices
         beam, tokens = picks // vocab, picks % vocab
         flat = (torch.arange(n, device=device)[:, None] * k + beam).view(-1)
         cum = candidates.gather(1, picks)

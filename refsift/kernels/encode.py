@@ -6,8 +6,9 @@ document:
 - instruction data (`prompt` set): the model reads prompt then response, and only the
   response is scored (what LoBaSS and learning percentage measure);
 - chat data (`messages` set): the conversation rendered with the tokenizer's chat
-  template, and only the assistant turns are scored, each from its first content token
-  through the template's end-of-turn marker.
+  template, and only the assistant turns are scored: every token that carries some of a
+  turn's characters, from its first content token through the template's end-of-turn
+  marker.
 
 A prefix token goes in front of every sequence, as models such as Llama and SmolLM2 were
 trained and as lm-evaluation-harness scores (`loglikelihood_rolling`): `auto` is the
@@ -132,8 +133,10 @@ def encode(tokenizer, documents: list[dict], prefix: int | None) -> Encoded:
     doc_start = np.concatenate([[0], np.cumsum(doc_len)[:-1]]).astype(np.int64)
     for i, ranges in chats.items():
         at = slice(doc_start[i], doc_start[i] + int(doc_len[i]))
-        starts = spans[at, 0]
-        scored[at] = np.logical_or.reduce([(starts >= a) & (starts < b) for a, b in ranges])
+        starts, ends = spans[at, 0], spans[at, 1]
+        # A token carrying any of an assistant turn's characters is the assistant's: in context, the
+        # header's newline and the reply's first spaces can share one token.
+        scored[at] = np.logical_or.reduce([(starts < b) & (ends > a) for a, b in ranges])
     # A prefix token before every sequence that does not already begin with it.
     nonempty = doc_len > 0
     if prefix is None:

@@ -1,7 +1,11 @@
 """Text statistics for reports: over-represented n-grams, diversity, clusters.
 
-Plain Python and numpy. Words are lowercased runs of letters/digits, or single other
-non-space characters, so code and punctuation-heavy text still yields n-grams.
+Plain Python and numpy. Over-representation is measured on character n-grams of the
+lowercased text with runs of whitespace folded to one space: they work the same in every
+script, with or without spaces between words (Russian, Chinese, code), where word n-grams
+would miss what is new in most of the world's text. Words (runs of letters and digits, or
+single other characters) remain for diversity (distinct-n) and, with character trigrams,
+for TF-IDF vectors.
 """
 
 from __future__ import annotations
@@ -23,22 +27,32 @@ def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
-def over_represented(target: list[str], other: list[str], *, n: int = 1, top: int = 15, min_count: int = 2) -> list:
-    """N-grams most over-represented in `target` texts relative to `other` texts.
+def characters(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def char_ngrams(text: str, n: int) -> list[str]:
+    text = characters(text)
+    return [text[i : i + n] for i in range(len(text) - n + 1)]
+
+
+def over_represented(target: list[str], other: list[str], *, n: int = 4, top: int = 15, min_count: int = 2) -> list:
+    """Character n-grams over-represented in `target` texts relative to `other` texts.
 
     Ranked by the smoothed log-ratio of relative frequencies (add-one smoothing over the
-    joint vocabulary); returns [(ngram, log_ratio, count_target, count_other)].
+    joint vocabulary); only n-grams more frequent in `target` (log-ratio > 0) seen at least
+    `min_count` times. Returns [(ngram, log_ratio, count_target, count_other)].
     """
-    a = Counter(g for t in target for g in ngrams(words(t), n))
-    b = Counter(g for t in other for g in ngrams(words(t), n))
+    a = Counter(g for t in target for g in char_ngrams(t, n))
+    b = Counter(g for t in other for g in char_ngrams(t, n))
     vocab = len(set(a) | set(b)) or 1
     total_a, total_b = sum(a.values()), sum(b.values())
     scored = [
-        (" ".join(g), math.log((c + 1) / (total_a + vocab)) - math.log((b[g] + 1) / (total_b + vocab)), c, b[g])
+        (g, math.log((c + 1) / (total_a + vocab)) - math.log((b[g] + 1) / (total_b + vocab)), c, b[g])
         for g, c in a.items()
         if c >= min_count
     ]
-    return sorted(scored, key=lambda x: (-x[1], x[0]))[:top]
+    return sorted([x for x in scored if x[1] > 0], key=lambda x: (-x[1], x[0]))[:top]
 
 
 def distinct_n(texts: list[str], n: int) -> float:
@@ -119,17 +133,32 @@ def embed(texts: list[str]) -> tuple[np.ndarray, str]:
         return torch.nn.functional.normalize(pooled, dim=-1).numpy(), "all-MiniLM-L6-v2"
 
 
-def clusters(texts: list[str], *, k: int | None = None, seed: int = 0) -> dict:
-    """Groups of similar texts: {method, groups: [{size, members (indices), top_terms}]}."""
+def groups_against(target: list[str], other: list[str], *, k: int | None = None, seed: int = 0) -> dict:
+    """What sets `target` texts (CGE samples) apart from `other` texts (plain samples):
+    both are clustered together, and each group is described by its share of each side,
+    its characteristic character n-grams and its members. Groups come sorted by how much
+    more of `target` than of `other` they hold."""
+    texts = target + other
     if not texts:
         return {"method": "none", "groups": []}
     vectors, method = embed(texts)
-    k = k or max(1, min(6, round(math.sqrt(len(texts) / 2))))
-    labels = kmeans(vectors, k, seed=seed)
+    k = k or max(1, min(8, round(math.sqrt(len(texts) / 2))))
+    labels = kmeans(vectors, k, seed=seed).tolist()
     groups = []
-    for j in sorted(set(labels.tolist())):
+    for j in sorted(set(labels)):
         members = [i for i, label in enumerate(labels) if label == j]
         rest = [texts[i] for i, label in enumerate(labels) if label != j]
-        terms = [g for g, *_ in over_represented([texts[i] for i in members], rest, top=6, min_count=1)]
-        groups.append({"size": len(members), "members": members, "top_terms": terms})
-    return {"method": method, "groups": sorted(groups, key=lambda g: -g["size"])}
+        mine = [i for i in members if i < len(target)]
+        theirs = [i - len(target) for i in members if i >= len(target)]
+        terms = [g for g, *_ in over_represented([texts[i] for i in members], rest, n=5, top=6, min_count=2)]
+        groups.append(
+            {
+                "target": mine,
+                "other": theirs,
+                "share_target": len(mine) / len(target) if target else 0.0,
+                "share_other": len(theirs) / len(other) if other else 0.0,
+                "top_terms": terms,
+            }
+        )
+    groups.sort(key=lambda g: (-(g["share_target"] - g["share_other"]), -len(g["target"])))
+    return {"method": method, "groups": groups}

@@ -17,17 +17,69 @@ from refsift.pages import analysis
 from refsift.pages import html as h
 
 CGE_MODES = ("cge", "cge-iterative")
+NGRAM_CHARS = (4, 8)  # character n-grams: the same in every script
+STANDS_OUT = 0.10  # a group holding this much more of the CGE samples than of the plain ones
+
+
+def finding(groups: list[dict], n_cge: int, n_plain: int) -> str:
+    """One sentence on what the samples show, from the group that most sets CGE samples
+    apart from plain samples of the fine-tuned model."""
+    if not n_cge or not groups:
+        return "No CGE samples to read a finding from."
+    top = groups[0]
+    terms = ", ".join(f"“{t}”" for t in top["top_terms"][:4]) or "no characteristic n-grams"
+    if not n_plain:
+        return (
+            f"{len(top['target'])} of {n_cge} CGE samples form the largest group (characteristic: {terms}); "
+            "add plain samples (--baseline-samples) to see whether the fine-tuned model writes so anyway."
+        )
+    gap = top["share_target"] - top["share_other"]
+    if gap < STANDS_OUT:
+        return (
+            f"No group of CGE samples stands out from plain samples of the fine-tuned model (the largest difference "
+            f"is {gap:+.0%}): this report finds no clear novelty at these sample sizes."
+        )
+    return (
+        f"{top['share_target']:.0%} of CGE samples fall in one group (characteristic: {terms}), against "
+        f"{top['share_other']:.0%} of plain samples from the fine-tuned model: that is where the fine-tuned model "
+        "most departs from its base."
+    )
 
 
 def _finite(x):
     return x if isinstance(x, int | float) and math.isfinite(x) else None
 
 
+def _add(a, b):
+    return None if a is None or b is None else a + b
+
+
+def merged_tokens(row: dict) -> list[dict]:
+    """The sample's pieces of text with their scores: a token whose text is "" (part of a
+    character split over byte-level tokens) joins the piece that completes the character,
+    and its log-probabilities are added (a character's probability is its pieces' product)."""
+    pieces, pending = [], None
+    for t, f, b, s in zip(row["token_text"], row["logp_ft"], row["logp_base"], row["score"]):
+        values = [_finite(f), _finite(b), _finite(s)]
+        pending = values if pending is None else [_add(x, y) for x, y in zip(pending, values)]
+        if t:
+            pieces.append({"text": t, **dict(zip(("logp_ft", "logp_base", "score"), pending))})
+            pending = None
+    if pending is not None and pieces:
+        pieces[-1].update(
+            zip(
+                ("logp_ft", "logp_base", "score"),
+                (
+                    _add(x, y)
+                    for x, y in zip((pieces[-1]["logp_ft"], pieces[-1]["logp_base"], pieces[-1]["score"]), pending)
+                ),
+            )
+        )
+    return pieces
+
+
 def sample_entry(row: dict) -> dict:
-    tokens = [
-        {"text": t, "logp_ft": _finite(f), "logp_base": _finite(b), "score": _finite(s)}
-        for t, f, b, s in zip(row["token_text"], row["logp_ft"], row["logp_base"], row["score"])
-    ]
+    tokens = merged_tokens(row)
     return {
         "id": row["sample_id"],
         "mode": row["mode"],
@@ -70,11 +122,11 @@ def summarize(samples: list[dict]) -> dict:
         other = [s["text"] for s in by_mode.get(mode, [])]
         if cge and other:
             summary["over_represented"][name] = {
-                f"{n}-grams": [
+                f"{n}-char": [
                     {"ngram": g, "log_ratio": round(r, 3), "count": c, "count_other": o}
                     for g, r, c, o in analysis.over_represented(cge, other, n=n)
                 ]
-                for n in (1, 2, 3)
+                for n in NGRAM_CHARS
             }
     for mode in ("cge", "cge-iterative", "baseline", "base"):
         texts = [s["text"] for s in by_mode.get(mode, [])]
@@ -84,10 +136,13 @@ def summarize(samples: list[dict]) -> dict:
                 "mean_pairwise_similarity": round(analysis.mean_pairwise_similarity(analysis.tfidf(texts)), 4),
             }
     cge_samples = [s for s in samples if s["mode"] in CGE_MODES]
-    groups = analysis.clusters([s["text"] for s in cge_samples])
+    plain = by_mode.get("baseline", [])
+    groups = analysis.groups_against([s["text"] for s in cge_samples], [s["text"] for s in plain])
     for g in groups["groups"]:
-        g["members"] = [cge_samples[i]["id"] for i in g["members"]]
-    summary["clusters"] = groups
+        g["target"] = [cge_samples[i]["id"] for i in g["target"]]
+        g["other"] = [plain[i]["id"] for i in g["other"]]
+    summary["groups"] = groups
+    summary["finding"] = finding(groups["groups"], len(cge_samples), len(plain))
     iterations: dict[int, list[float]] = {}
     for s in by_mode.get("cge-iterative", []):
         if s["mean_contrast"] is not None:
@@ -133,6 +188,16 @@ def _sample_html(s: dict, scale: float) -> str:
     )
 
 
+def _groups_table(groups: list[dict], by_id: dict) -> str:
+    rows = []
+    for g in groups:
+        examples = [by_id[i] for i in g["target"]] or [by_id[i] for i in g["other"]]
+        example = max(examples, key=lambda x: x["mean_contrast"] or -math.inf)["text"] if examples else ""
+        cut = example[:200] + ("…" if len(example) > 200 else "")
+        rows.append([f"{g['share_target']:.0%}", f"{g['share_other']:.0%}", ", ".join(g["top_terms"][:5]), cut])
+    return h.table(["CGE samples", "plain samples", "characteristic character n-grams", "e.g."], rows)
+
+
 def _ngram_tables(over: dict) -> str:
     parts = []
     for name, label in (("vs_baseline", "plain samples from the fine-tuned model"), ("vs_base", "base-model samples")):
@@ -166,20 +231,18 @@ def render_html(report: dict) -> str:
         f"<p>Created {h.esc(report['created'])} by refsift {h.esc(report['refsift_version'])}. Samples favour what "
         "the fine-tuned model likes and the base model does not (contrastive score log p_ft − γ·log p_base over "
         "the fine-tuned model's plausible tokens).</p>",
-        "<h2>Checkpoints</h2>" + h.table(["role", "model", "weights / revision", "path"], models),
-        "<h2>What is new</h2>",
+        f"<p class='finding'><b>Finding.</b> {h.esc(s['finding'])}</p>",
+        f"<h2>Groups of samples, CGE against plain ({h.esc(s['groups']['method'])})</h2>",
+        "<p>CGE samples and plain samples from the fine-tuned model, clustered together. A group holding far more "
+        "of the CGE samples than of the plain ones is what the contrast with the base model brings out.</p>",
+        _groups_table(s["groups"]["groups"], by_id),
+        "<h2>What is new, in n-grams</h2>",
         h.table(
             ["mode", "samples", "mean contrast"], [[m, n, s["mean_contrast"].get(m)] for m, n in s["counts"].items()]
         ),
         _ngram_tables(s["over_represented"]),
-        f"<h3>Groups of similar CGE samples ({h.esc(s['clusters']['method'])})</h3>",
+        "<h2>Checkpoints</h2>" + h.table(["role", "model", "weights / revision", "path"], models),
     ]
-    for g in s["clusters"]["groups"]:
-        example = by_id[g["members"][0]]["text"][:240]
-        body.append(
-            f"<p><b>{g['size']} samples</b> · terms: <code>{h.esc(', '.join(g['top_terms']))}</code><br>"
-            f"e.g. {h.esc(example)}</p>"
-        )
     body.append("<h2>Diversity</h2>")
     body.append(
         h.table(
@@ -227,6 +290,8 @@ def render_md(report: dict) -> str:
     lines = [
         "# What's new in the fine-tuned model",
         "",
+        f"**Finding.** {h.md(s['finding'])}",
+        "",
         *(
             f"- {label}: {h.md(report[key].get('spec'))} ({h.md(report[key].get('weights_sha256', ''))})"
             for label, key in (("base", "base"), ("fine-tuned", "finetuned"))
@@ -239,8 +304,8 @@ def render_md(report: dict) -> str:
         "",
     ]
     for name, over in s["over_represented"].items():
-        grams = ", ".join(h.md(r["ngram"]) for r in over["1-grams"][:10])
-        lines += [f"Over-represented words ({name.replace('_', ' ')}): {grams}", ""]
+        grams = ", ".join(h.md(repr(r["ngram"])) for r in over["8-char"][:10])
+        lines += [f"Over-represented character 8-grams ({name.replace('_', ' ')}): {grams}", ""]
     for mode in ("cge-iterative", "cge", "extract"):
         chosen = [x for x in report["samples"] if x["mode"] == mode][:10]
         if chosen:

@@ -298,11 +298,35 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict) ->
             trust_remote_code=manifest["settings"].get("trust_remote_code", False),
         )
     )
+    settings = manifest.get("settings", {})
+    if settings.get("prompt_field") or settings.get("messages_field"):  # instruction data: TRL's own formats too
+        (
+            p
+            | "ReadExamplesForSft" >> beam.io.ReadFromParquet(f"{cfg.run.rstrip('/')}/examples/*.parquet")
+            | "SftRecords" >> beam.FlatMap(sft_records, AsDict(chosen))
+            | "SftJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
+            | "WriteSft" >> beam.io.WriteToText(f"{cfg.out.rstrip('/')}/sft/part", ".jsonl")
+        )
     if cfg.format == "jsonl":
         rows | "ToJson" >> beam.Map(json.dumps) | "WriteJsonl" >> beam.io.WriteToText(f"{data_dir}/part", ".jsonl")
     else:  # "hf" is converted from Parquet on the launcher
         rows | "WriteData" >> WriteShards(directory=data_dir, schema=EXPORT_SCHEMA)
     write_statistics(docs, rows, threshold, f"{cfg.out.rstrip('/')}/_stats")
+
+
+def sft_records(example: dict, chosen: dict):
+    """A chosen instruction example as TRL's SFTTrainer reads it: {prompt, completion}
+    (standard prompt-completion) or {messages} (conversational), repeated as chosen."""
+    if example["doc_id"] not in chosen:
+        return
+    _, times = chosen[example["doc_id"]]
+    record = {"doc_id": example["doc_id"], "source": example["source"]}
+    if example.get("messages"):
+        record["messages"] = example["messages"]
+    else:
+        record.update(prompt=example["prompt"], completion=example["text"][len(example["prompt"]) :])
+    for _ in range(times):
+        yield record
 
 
 def summarize(items: list, cfg: SelectConfig) -> dict:

@@ -19,13 +19,19 @@ from refsift.transforms.shared_models import shared_model, shared_tokenizer
 
 
 def token_texts(tokenizer, ids: list[int]) -> list[str]:
-    """Each token's share of the decoded text (byte-level pieces join up where they can)."""
-    texts, previous = [], ""
+    """Each token's share of the decoded text: "".join(result) == the sample's text. A
+    character that a byte-level tokenizer split over several tokens is given whole to the
+    last of them (the others get ""), so no piece shows half a character as U+FFFD."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    ends, end = [], 0
     for i in range(len(ids)):
-        current = tokenizer.decode(ids[: i + 1])
-        texts.append(current[len(previous) :] if current.startswith(previous) else tokenizer.decode(ids[i : i + 1]))
-        previous = current
-    return texts
+        prefix = tokenizer.decode(ids[: i + 1], skip_special_tokens=True)
+        if not prefix.endswith("\ufffd") and text.startswith(prefix):  # else: a character still incomplete
+            end = max(end, len(prefix))
+        ends.append(end)
+    if ends:
+        ends[-1] = len(text)
+    return [text[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
 
 def sample_row(job: dict, sample: Generated, tokenizer, eos_id, iteration: int | None = None) -> dict:
