@@ -66,14 +66,11 @@ def main() -> None:
             spec = common.small_model(tmp / "tiny") if name == "tiny" else models.resolve(name)
             tokenizer = models.load_tokenizer(spec)
             pool = [t for d in common.DOMAINS for t in corpora.documents(d, target_chars=700)]
-            lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in pool]
-            for label, fits in (
-                ("one window", lambda n: n < args.max_length),
-                ("several", lambda n: n > 2 * args.max_length),
-            ):
-                texts = [t for t, n in zip(pool, lengths) if fits(n)][:: 1 if label == "several" else 7][
-                    : args.documents
-                ]
+            joined = ["\n\n".join(pool[i : i + 8]) for i in range(0, len(pool), 8)]  # several windows long
+            for label, candidates in (("one window", pool[::7]), ("several", joined)):
+                lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in candidates]
+                fits = [n < args.max_length if label == "one window" else n > 2 * args.max_length for n in lengths]
+                texts = [t for t, ok in zip(candidates, fits) if ok][: args.documents]
                 corpus = tmp / f"{name}-{label[:3]}.jsonl"
                 corpora.write_jsonl(corpus, corpora.numbered(texts, "d"))
                 ours = refsift_totals(spec, str(corpus), str(tmp / f"run-{name}-{label[:3]}"), args.max_length)
