@@ -29,7 +29,7 @@ def load_pair(name: str):
 
 
 def rate(ft, base, start: int, n: int, tokens: int, *, cached: bool, batch: int) -> float:
-    settings = DecodeSettings(max_new_tokens=tokens)
+    settings = DecodeSettings(mode="sample", max_new_tokens=tokens)
     produced, started = 0, time.perf_counter()
     for i in range(0, n, batch):
         size = min(batch, n - i)

@@ -49,7 +49,7 @@ def labels_by_mode(
             iterative=True,
             lr=lr,
             update_steps=2,
-            decode=DecodeSettings(max_new_tokens=tokens),
+            decode=DecodeSettings(mode="sample", max_new_tokens=tokens),
             batch_size=8,
             seed=seed,
         )

@@ -10,7 +10,7 @@ use so that `import refsift` stays light.
 
 __version__ = "0.2.0"
 
-__all__ = ["Run", "finetune", "novelty", "open_run", "report", "score", "select"]
+__all__ = ["Run", "attribute", "finetune", "novelty", "open_run", "report", "score", "select"]
 
 
 def __getattr__(name: str):

@@ -138,6 +138,18 @@ def novelty(base: str, finetuned: str, *, out: str, beam_args: list[str] = (), *
     return pipeline.run(cfg, list(beam_args))
 
 
+def attribute(model: str, *, targets: str | list[str], sources: str | list[str], out: str, **options) -> dict:
+    """Which of `sources` taught `model` what `targets` show (options as `refsift attribute`);
+    returns attribution.json's content, whose `attribution` rows rank the sources."""
+    from refsift.pipelines import attribute as pipeline
+
+    targets = (targets,) if isinstance(targets, str) else tuple(targets)
+    sources = (sources,) if isinstance(sources, str) else tuple(sources)
+    return pipeline.run(
+        _config(pipeline.AttributeConfig, model=model, targets=targets, sources=sources, out=out, **options)
+    )
+
+
 def report(run: str | Run, *, out: str | None = None) -> Path:
     """Writes the run's HTML report (default RUN_DIR/report.html); returns its path."""
     from refsift.pages import run as page

@@ -79,5 +79,6 @@ def update(model, optimizer, rows: list[list[int]], prompt_lengths: list[int], s
 
 
 def plain(settings: DecodeSettings) -> DecodeSettings:
-    """Settings for plain sampling from one model: no contrast, no plausibility cut."""
-    return replace(settings, gamma=0.0, alpha=0.0, mode="sample" if settings.mode == "greedy" else settings.mode)
+    """Settings for plain samples from one model, the reference CGE samples are read against:
+    ancestral sampling, no contrast, no plausibility cut (what the model writes by itself)."""
+    return replace(settings, gamma=0.0, alpha=0.0, mode="sample")

@@ -60,3 +60,28 @@ def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_byte
             losses[i : i + step] = torch.nn.functional.cross_entropy(logits, labels[i : i + step], reduction="none")
         nll[rows, cols] = losses
     return nll
+
+
+def window_nll(model, windows, max_tokens: int, pad_id: int, on_batch=None):
+    """Float32 loss per fed token of `windows` (`refsift.kernels.windows.Windows`) under
+    `model`, NaN where not scored: length-sorted batches of at most `max_tokens` padded
+    tokens, one transfer to the host per batch. `on_batch(scored tokens)` after each."""
+    import numpy as np
+    import torch
+
+    from refsift.kernels.windows import length_batches, padded
+
+    device = next(model.parameters()).device
+    nll = np.full(len(windows.token_ids), np.nan, dtype=np.float32)
+    for index in length_batches(windows.lengths, max_tokens):
+        ids, cells, targets, flat = padded(windows, index, pad_id)
+        out = token_nll(
+            model,
+            torch.from_numpy(ids).to(device),
+            torch.from_numpy(cells).to(device, torch.long),
+            targets=torch.from_numpy(targets).to(device),
+        )
+        nll[flat] = out.cpu().numpy()[cells]  # the batch's one transfer to the host
+        if on_batch:
+            on_batch(int(targets.sum()))
+    return nll

@@ -212,3 +212,33 @@ _MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()#+-.!|~>"} | {"<": "
 def md(text) -> str:
     """Text made inert in Markdown: no HTML, no emphasis, links, code spans or tables."""
     return " ".join(str(text).split()).translate(_MARKDOWN)
+
+
+def bars(items: list[tuple[str, float]], *, label: str, width=560, bar=18) -> str:
+    """An inline SVG of horizontal bars, one per (name, value), drawn from a zero line so
+    that negative values point left."""
+    if not items:
+        return "<p>(no data)</p>"
+    lo, hi = min(0.0, *(v for _, v in items)), max(0.0, *(v for _, v in items))
+    span = (hi - lo) or 1.0
+    left, right = 170, 70
+    scale = (width - left - right) / span
+    zero = left + (0 - lo) * scale
+    height = bar * len(items) + 30
+    rows = []
+    for i, (name, value) in enumerate(items):
+        y = 8 + i * bar
+        x, w = (zero, value * scale) if value >= 0 else (zero + value * scale, -value * scale)
+        colour = "#dc322f" if value >= 0 else "#268bd2"
+        rows.append(
+            f"<text x='{left - 6}' y='{y + bar * 0.7:.1f}' font-size='12' text-anchor='end'>{esc(name[:28])}</text>"
+            f"<rect x='{x:.1f}' y='{y}' width='{max(w, 0.5):.1f}' height='{bar - 4}' fill='{colour}'>"
+            f"<title>{esc(name)}: {value:.4g}</title></rect>"
+            f"<text x='{max(x + w, zero) + 4:.1f}' y='{y + bar * 0.7:.1f}' font-size='11'>{value:+.3g}</text>"
+        )
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'>"
+        f"<rect width='100%' height='100%' fill='#fcfcfc' stroke='#ddd'/>{''.join(rows)}"
+        f"<line x1='{zero:.1f}' y1='4' x2='{zero:.1f}' y2='{height - 20}' stroke='#888'/>"
+        f"<text x='{left}' y='{height - 6}' font-size='12'>{esc(label)}</text></svg>"
+    )

@@ -13,7 +13,7 @@ import math
 import statistics
 from pathlib import Path
 
-from refsift.pages import analysis
+from refsift.pages import analysis, attribution
 from refsift.pages import html as h
 
 CGE_MODES = ("cge", "cge-iterative")
@@ -190,12 +190,12 @@ def _sample_html(s: dict, scale: float) -> str:
 
 def _groups_table(groups: list[dict], by_id: dict) -> str:
     rows = []
-    for g in groups:
+    for k, g in enumerate(groups, start=1):
         examples = [by_id[i] for i in g["target"]] or [by_id[i] for i in g["other"]]
         example = max(examples, key=lambda x: x["mean_contrast"] or -math.inf)["text"] if examples else ""
         cut = example[:200] + ("…" if len(example) > 200 else "")
-        rows.append([f"{g['share_target']:.0%}", f"{g['share_other']:.0%}", ", ".join(g["top_terms"][:5]), cut])
-    return h.table(["CGE samples", "plain samples", "characteristic character n-grams", "e.g."], rows)
+        rows.append([k, f"{g['share_target']:.0%}", f"{g['share_other']:.0%}", ", ".join(g["top_terms"][:5]), cut])
+    return h.table(["group", "CGE samples", "plain samples", "characteristic character n-grams", "e.g."], rows)
 
 
 def _ngram_tables(over: dict) -> str:
@@ -240,6 +240,7 @@ def render_html(report: dict) -> str:
         h.table(
             ["mode", "samples", "mean contrast"], [[m, n, s["mean_contrast"].get(m)] for m, n in s["counts"].items()]
         ),
+        attribution.section(report.get("attribution", []), report.get("attribution_documents", [])),
         _ngram_tables(s["over_represented"]),
         "<h2>Checkpoints</h2>" + h.table(["role", "model", "weights / revision", "path"], models),
     ]
@@ -303,6 +304,12 @@ def render_md(report: dict) -> str:
         *(f"| {m} | {n} | {(s['mean_contrast'].get(m) or 0):.3f} |" for m, n in s["counts"].items()),
         "",
     ]
+    ranked = [r for r in report.get("attribution", []) if r["target"] == "all"]
+    if ranked:
+        order = ", ".join(
+            f"{h.md(r['source'])} ({r['influence']:+.3f})" for r in sorted(ranked, key=lambda r: r["rank"])
+        )
+        lines += [f"**Where it came from** ({ranked[0]['method']}, influence in nats per token): {order}", ""]
     for name, over in s["over_represented"].items():
         grams = ", ".join(h.md(repr(r["ngram"])) for r in over["8-char"][:10])
         lines += [f"Over-represented character 8-grams ({name.replace('_', ' ')}): {grams}", ""]

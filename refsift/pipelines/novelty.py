@@ -30,7 +30,7 @@ from refsift.errors import RefsiftError
 from refsift.kernels.contrastive import DecodeSettings
 from refsift.pages.html import covering_pieces
 from refsift.pipelines.score import pipeline_options
-from refsift.schemas import SAMPLES_SCHEMA
+from refsift.schemas import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA, SAMPLES_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.contrastive_sampler import ContrastiveSampler
 
@@ -61,6 +61,11 @@ class NoveltyConfig:
     dtype: str = "auto"
     trust_remote_code: bool = False
     overwrite: bool = False
+    attribute: tuple[str, ...] = ()  # training sources: which of them taught what the samples show
+    attribute_method: str = "untrac-inv"
+    unlearn_steps: int | None = None
+    unlearn_lr: float = 5e-5
+    source_samples: int = 256
 
     def __post_init__(self):
         if self.num_samples < 0 or self.batch_size < 1 or self.update_every < 1 or self.update_steps < 0:
@@ -195,6 +200,58 @@ def extract(cfg: NoveltyConfig, beam_args: list[str]) -> list[dict]:
         con.close()
 
 
+def attribution_config(cfg: NoveltyConfig):
+    from refsift.pipelines.attribute import AttributeConfig
+
+    return AttributeConfig(
+        model=cfg.finetuned,
+        targets=("novelty samples",),
+        sources=cfg.attribute,
+        out=cfg.out,
+        method=cfg.attribute_method,
+        unlearn_steps=cfg.unlearn_steps,
+        unlearn_lr=cfg.unlearn_lr,
+        source_samples=cfg.source_samples,
+        device=cfg.device,
+        seed=cfg.seed,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+
+
+def top_documents(rows: list[dict], documents: list[dict], per_target: int = 5) -> list[dict]:
+    """For the report: per target, the documents of its most influential source that rose most."""
+    top = {r["target"]: r["source"] for r in rows if r["rank"] == 1}
+    chosen = []
+    for target, source in top.items():
+        mine = [d for d in documents if d["target"] == target and d["source"] == source]
+        chosen += sorted(mine, key=lambda d: -(d["rise"] or 0))[:per_target]
+    return chosen
+
+
+def attribute_samples(cfg: NoveltyConfig, content: dict) -> tuple[list[dict], list[dict]]:
+    """Which of `cfg.attribute`'s sources taught the fine-tuned model what its CGE samples
+    show: all samples together, and each group of the report that holds two or more."""
+    from refsift.pages.novelty import CGE_MODES
+    from refsift.pipelines import attribute
+
+    acfg = attribution_config(cfg)
+    cge = [s for s in content["samples"] if s["mode"] in CGE_MODES and s["text"].strip()]
+    blank = {"source": "samples", "prompt": None, "messages": None, "input": "samples"}
+    docs = [{**blank, "doc_id": s["id"], "text": s["text"], "row": i} for i, s in enumerate(cge)]
+    targets = {attribute.ALL: docs}
+    for k, group in enumerate(content["summary"]["groups"]["groups"], start=1):
+        members = [d for d in docs if d["doc_id"] in set(group["target"])]
+        if len(members) >= 2:
+            targets[f"group {k}"] = members
+    sources, _ = attribute.read_sets(list(cfg.attribute), acfg, acfg.source_samples, "sources")
+    if not docs or not sources:
+        raise RefsiftError("--attribute needs CGE samples with text and sources with documents")
+    model, tokenizer = attribute.load(acfg)
+    rows, documents = attribute.attribute(model, tokenizer, targets, sources, acfg)
+    attribute.write_tables(cfg.out, rows, documents, build_catalog=False)
+    return rows, documents
+
+
 def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
     """Generates, extracts and writes the report; returns report.json's content."""
     from refsift.pages import novelty as report
@@ -210,7 +267,9 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
         check_run(cfg.run, base, finetuned)
     if not rundir.is_local(cfg.out):
         raise RefsiftError("novelty reports are written to a local directory")
-    protect = [cfg.run, *cfg.data] if cfg.run else list(cfg.data)
+    protect = [*([cfg.run] if cfg.run else []), *cfg.data, *cfg.attribute]
+    if cfg.attribute:
+        attribution_config(cfg)  # refuses bad settings before any work
     with rundir.claim(cfg.out, kind="novelty", overwrite=cfg.overwrite, protect=protect) as claim:
         cfg = replace(cfg, out=claim.path)
         pipeline = beam.Pipeline(options=options)
@@ -219,7 +278,6 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
         extracted = extract(cfg, beam_args)
         if extracted:
             pq.write_table(pa.Table.from_pylist(extracted, schema=SAMPLES_SCHEMA), f"{cfg.out}/samples/extract.parquet")
-        catalog.build(cfg.out, {"samples": SAMPLES_SCHEMA})
         samples = []
         for path in sorted(glob.glob(f"{cfg.out}/samples/*.parquet")):
             samples += pq.read_table(path).to_pylist()
@@ -233,6 +291,13 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             refsift_version=refsift.__version__,
         )
+        tables = {"samples": SAMPLES_SCHEMA}
+        if cfg.attribute:
+            rows, documents = attribute_samples(cfg, content)
+            content["attribution"] = rows
+            content["attribution_documents"] = top_documents(rows, documents)
+            tables.update(attribution=ATTRIBUTION_SCHEMA, attribution_documents=ATTRIBUTION_DOCUMENTS_SCHEMA)
+        catalog.build(cfg.out, tables)
         content["wall_time_s"] = round(time.time() - started, 2)
         report.write(content, cfg.out)
         claim.complete()

@@ -5,6 +5,7 @@ e.g. ["model", "reference", "ckpt1"]: their per-role columns are `nll_<role>` (a
 `bpb_<role>`).
 """
 
+from refsift.schemas.attribution import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA, METHODS
 from refsift.schemas.examples import DERIVED_SCORES, examples_schema
 from refsift.schemas.export import EXPORT_SCHEMA
 from refsift.schemas.rejected import REJECT_REASONS, REJECTED_SCHEMA
@@ -12,6 +13,9 @@ from refsift.schemas.samples import SAMPLE_MODES, SAMPLES_SCHEMA
 from refsift.schemas.tokens import tokens_schema
 
 __all__ = [
+    "ATTRIBUTION_DOCUMENTS_SCHEMA",
+    "ATTRIBUTION_SCHEMA",
+    "METHODS",
     "DERIVED_SCORES",
     "EXPORT_SCHEMA",
     "REJECTED_SCHEMA",

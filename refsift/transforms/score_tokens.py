@@ -12,36 +12,13 @@ and one output column.
 from __future__ import annotations
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from refsift import progress
-from refsift.kernels.windows import length_batches, padded
+from refsift.kernels.nll import window_nll
 from refsift.models import pad_id
 from refsift.transforms.shared_models import shared_model, shared_tokenizer
-
-
-def score_windows(model, windows, max_tokens: int, pad: int, on_batch=None) -> np.ndarray:
-    """Float32 loss per fed token of `windows` under `model`, NaN where not scored."""
-    import torch
-
-    from refsift.kernels.nll import token_nll
-
-    device = next(model.parameters()).device
-    nll = np.full(len(windows.token_ids), np.nan, dtype=np.float32)
-    for index in length_batches(windows.lengths, max_tokens):
-        ids, cells, targets, flat = padded(windows, index, pad)
-        out = token_nll(
-            model,
-            torch.from_numpy(ids).to(device),
-            torch.from_numpy(cells).to(device, torch.long),
-            targets=torch.from_numpy(targets).to(device),
-        )
-        nll[flat] = out.cpu().numpy()[cells]  # the batch's one transfer to the host
-        if on_batch:
-            on_batch(int(targets.sum()))
-    return nll
 
 
 class _ScoreFn(beam.DoFn):
@@ -62,7 +39,7 @@ class _ScoreFn(beam.DoFn):
         self._progress.add(**{f"tokens_{self._role}": tokens})
 
     def process(self, chunk):
-        chunk.windows.nll[self._role] = score_windows(
+        chunk.windows.nll[self._role] = window_nll(
             self._model, chunk.windows, self._max_tokens, self._pad, on_batch=self._count
         )
         yield chunk

@@ -1,0 +1,66 @@
+"""Where it came from: the attribution section (sources ranked by influence, per target set,
+with the documents of the most influential source that rose most), for the novelty report
+and for the page of `refsift attribute`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from refsift.pages import html as h
+
+EXPLAIN = {
+    "untrac": "UnTrac: each source was unlearned (gradient ascent on a copy of the model) and the target set's loss "
+    "measured after; a source's influence is how much that loss rose.",
+    "untrac-inv": "UnTrac-Inv: the target set was unlearned (gradient ascent on a copy of the model) and every "
+    "source's loss measured after; a source's influence is how much its own loss rose.",
+}
+TOP_DOCUMENTS = 5
+
+
+def section(attribution: list[dict], documents: list[dict], *, title: str = "Where it came from") -> str:
+    if not attribution:
+        return ""
+    method = attribution[0]["method"]
+    targets = list(dict.fromkeys(r["target"] for r in attribution))
+    parts = [f"<h2>{h.esc(title)}</h2><p>{h.esc(EXPLAIN[method])} Higher = more influential.</p>"]
+    for target in targets:
+        rows = sorted((r for r in attribution if r["target"] == target), key=lambda r: r["rank"])
+        label = "all samples" if target == "all" else target
+        parts.append(f"<h3>Target: {h.esc(label)}</h3>")
+        chart = h.bars([(r["source"], r["influence"]) for r in rows], label="influence (rise in nats per token)")
+        table = h.table(
+            ["rank", "source", "influence", "loss before", "loss after", "documents"],
+            [
+                [r["rank"], r["source"], r["influence"], r["loss_before"], r["loss_after"], r["n_documents"]]
+                for r in rows
+            ],
+        )
+        parts.append(h.row(chart, table))
+        top = rows[0]["source"]
+        risen = sorted(
+            (d for d in documents if d["target"] == target and d["source"] == top), key=lambda d: -(d["rise"] or 0)
+        )[:TOP_DOCUMENTS]
+        if risen:
+            items = "".join(_document(d) for d in risen)
+            parts.append(
+                f"<details><summary>Documents of <b>{h.esc(top)}</b> whose loss rose most</summary>{items}</details>"
+            )
+    return "".join(parts)
+
+
+def _document(d: dict) -> str:
+    meta = h.esc(f"{d['doc_id']} · loss {d['rise']:+.3f} nats/token after unlearning")
+    text = d["text"][:400] + ("…" if len(d["text"]) > 400 else "")
+    return f"<div class='sample'><div class='meta'>{meta}</div><div class='tokens'>{h.esc(text)}</div></div>"
+
+
+def write(record: dict, documents: list[dict], out: str) -> Path:
+    model = record["model"]
+    body = (
+        f"<h1>Attribution</h1><p>Model {h.esc(model.get('spec'))} ({h.esc(model.get('weights_sha256', ''))}), "
+        f"created {h.esc(record['created'])} by refsift {h.esc(record['refsift_version'])}.</p>"
+        + section(record["attribution"], documents, title="Which sources taught it")
+    )
+    path = Path(out, "report.html")
+    path.write_text(h.page("refsift attribution", body), encoding="utf-8")
+    return path

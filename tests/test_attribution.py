@@ -1,0 +1,123 @@
+"""Attribution (UnTrac, UnTrac-Inv) on a planted case: the fine-tuned model learned Python
+code; its sources are that code, the prose it was also trained on, and Spanish it never saw."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from refsift import catalog, cli, corpora, models
+from refsift.kernels.unlearn import UnlearnSettings, unlearn
+from refsift.training import causal_lm_loss, collate
+from tests.browser import open_page
+from tests.conftest import held_out, write_jsonl
+
+PAYLOAD = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    d = tmp_path_factory.mktemp("planted")
+    code = corpora.documents("code")[:80]  # what code_finetuned was trained on, with prose[:40]
+    code = [PAYLOAD + "\n" + text for text in code]  # whichever documents are sampled and shown carry it
+    write_jsonl(d / "code.jsonl", corpora.numbered(code, "code"))
+    write_jsonl(d / "prose.jsonl", corpora.numbered(corpora.documents("prose")[:40], "prose"))
+    write_jsonl(d / "spanish.jsonl", corpora.numbered(held_out("spanish", 30), "es"))  # never trained on
+    write_jsonl(d / "target.jsonl", corpora.numbered(held_out("code", 8), "t"))
+    return d
+
+
+def attribute(planted, model, out, *extra):
+    args = ["attribute", "--model", model, "--target", str(planted / "target.jsonl"), "--sources",
+            *(str(planted / f"{s}.jsonl") for s in ("code", "prose", "spanish")), "--out", str(out),
+            "--source-samples", "24", "--max-length", "128", "--context", "16", *extra]  # fmt: skip
+    assert cli.main(args) == 0
+    return json.loads((out / "attribution.json").read_text())["attribution"]
+
+
+@pytest.fixture(scope="module")
+def results(planted, code_finetuned, tmp_path_factory):
+    out = tmp_path_factory.mktemp("attribution")
+    weights = models.weights_hash(models.Path(code_finetuned))
+    inverse = attribute(planted, code_finetuned, out / "inv", "--unlearn-steps", "20")
+    direct = attribute(planted, code_finetuned, out / "untrac", "--method", "untrac")
+    assert models.weights_hash(models.Path(code_finetuned)) == weights  # the model on disk never changes
+    return out, inverse, direct
+
+
+def ranking(rows):
+    return [r["source"] for r in sorted((r for r in rows if r["target"] == "all"), key=lambda r: r["rank"])]
+
+
+def test_both_methods_rank_the_planted_source_first(results):
+    _, inverse, direct = results
+    for rows in (inverse, direct):
+        top = next(r for r in rows if r["rank"] == 1)
+        assert top["source"] == "code" and top["influence"] > 0 and top["loss_after"] > top["loss_before"]
+        others = [r["influence"] for r in rows if r["source"] != "code"]
+        assert top["influence"] > 2 * max(others), rows
+    assert ranking(inverse)[0] == ranking(direct)[0] == "code"  # the two methods agree on the most influential
+
+
+def test_views_answer_a_ranking_query(results, capsys):
+    out, _, _ = results
+    query = (
+        "SELECT source, round(influence, 4) AS influence FROM attribution WHERE target = 'all' ORDER BY influence DESC"
+    )
+    assert cli.main(["sql", str(out / "inv"), query]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[0] == "code"
+    per_source = dict(
+        catalog.query(str(out / "inv"), "SELECT source, count(*) FROM attribution_documents GROUP BY 1")[1]
+    )
+    assert per_source == {"code": 24, "prose": 24, "spanish": 24}
+    (rise,) = catalog.query(str(out / "inv"), "SELECT avg(rise) FROM attribution_documents WHERE source = 'code'")[1][0]
+    assert rise > 0
+
+
+def test_the_page_renders_offline_and_shows_payloads_as_text(results):
+    out, inverse, _ = results
+    seen = open_page(out / "inv" / "report.html")
+    assert seen["requests"] == [(out / "inv" / "report.html").resolve().as_uri()]
+    assert seen["scripts"] == 0 and seen["dialogs"] == [] and seen["errors"] == []
+    assert "Which sources taught it" in seen["text"] and "code" in seen["text"]
+    assert any(PAYLOAD in text for text in seen["token_texts"])  # the planted document, escaped
+
+
+def test_unlearning_climbs_the_loss_on_a_copy_and_micro_batches_change_nothing(code_finetuned, tokenizer):
+    model = AutoModelForCausalLM.from_pretrained(code_finetuned).eval()
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    rows = [
+        {"input_ids": ids, "labels": ids}
+        for ids in tokenizer(held_out("code", 4), add_special_tokens=False)["input_ids"]
+    ]
+    rows = [{k: v[:100] for k, v in r.items()} for r in rows]
+    batch = collate(rows)
+
+    def loss(m):
+        with torch.no_grad():
+            return causal_lm_loss(
+                m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
+            ).item()
+
+    settings = UnlearnSettings(steps=3, lr=1e-2, batch_size=4, optimizer="sgd")
+    whole = unlearn(model, rows, settings)
+    parts = unlearn(model, rows, UnlearnSettings(steps=3, lr=1e-2, batch_size=4, optimizer="sgd", micro_batch=1))
+    assert loss(whole) > loss(model) + 0.01  # gradient ascent
+    for (name, a), b in zip(whole.named_parameters(), parts.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # the caller's model untouched
+
+
+def test_novelty_report_says_where_it_came_from(planted, prose_model, code_finetuned, tmp_path):
+    out = tmp_path / "novelty"
+    sources = [str(planted / f"{s}.jsonl") for s in ("code", "prose", "spanish")]
+    assert cli.main(["novelty", "--base", prose_model, "--finetuned", code_finetuned, "--out", str(out),
+                     "--num-samples", "6", "--max-new-tokens", "24", "--source-samples", "16",
+                     "--attribute", *sources]) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    rows = report["attribution"]
+    assert {r["target"] for r in rows} >= {"all"} and ranking(rows)[0] == "code"
+    assert catalog.query(str(out), "SELECT count(*) FROM attribution WHERE target = 'all'")[1] == [(3,)]
+    seen = open_page(out / "report.html")
+    assert "Where it came from" in seen["text"] and seen["scripts"] == 0
