@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from refsift import catalog, corpora, tiny
+from refsift import catalog, corpora, rundir, tiny
 from refsift.pipelines.score import table_schemas
 
 ROLES = ["model", "reference"]
@@ -82,15 +82,17 @@ def synthetic_run(directory: Path, documents: int, tokens: int = 100, shard_docs
         pq.write_table(
             pa.Table.from_pylist(examples, schemas["examples"]), directory / "examples" / f"part-{shard:05d}.parquet"
         )
-    catalog.build(str(directory), schemas, ROLES)
+    catalog.build(str(directory), schemas, {"token_scores": catalog.token_scores_sql(ROLES)})
     tokenizer = tiny.train_tokenizer(corpora.documents("prose")[:20], vocab_size=300)
     tokenizer.save_pretrained(directory / "tokenizer")
     (directory / "tokenizer" / "config.json").write_text("{}")  # a model spec directory needs one
     manifest = {
         "roles": {r: {"spec": r} for r in ROLES},
-        "tokenizer": {"spec": str(directory / "tokenizer"), "vocab_fingerprint": "synthetic"},
+        "tokenizer": {"spec": str(directory / "tokenizer"), "vocab_fingerprint": "synthetic", "prefix_token_id": None},
+        "settings": {},
     }
     (directory / "manifest.json").write_text(json.dumps(manifest))
+    rundir.write_json(str(directory / rundir.MARKER), {"kind": "run", "status": "complete"})  # a finished run
 
 
 def child(run_dir: str, out: str) -> None:

@@ -125,22 +125,28 @@ def _load_error(spec: str, what: str, err: Exception) -> RefsiftError:
     return RefsiftError(f"cannot load the {what} of {spec}: {message[:300]}")
 
 
+def _pretrained(auto, spec: str, what: str, trust_remote_code: bool, **kwargs):
+    """`auto.from_pretrained` on the resolved spec, with refsift's refusals and one-line errors."""
+    path = resolve(spec)
+    _remote_code(spec, path, trust_remote_code)
+    try:
+        return auto.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError, TypeError) as err:
+        raise _load_error(spec, what, err) from None
+
+
 def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
     """The spec's fast tokenizer (character offsets need a fast one); refuses one that
     cannot encode text (a model directory saved without its tokenizer files)."""
     from transformers import AutoTokenizer
 
-    path = resolve(spec)
-    _remote_code(spec, path, trust_remote_code)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, TypeError) as err:
-        raise _load_error(spec, "tokenizer", err) from None
+    tokenizer = _pretrained(AutoTokenizer, spec, "tokenizer", trust_remote_code)
     if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "backend_tokenizer", None) is None:
         raise RefsiftError(f"the tokenizer of {spec} is not a fast tokenizer; character spans need one")
     if not tokenizer(_PROBE, add_special_tokens=False)["input_ids"]:
         raise RefsiftError(
-            f"the tokenizer of {spec} encodes text to nothing: does {path} hold its tokenizer files (tokenizer.json)?"
+            f"the tokenizer of {spec} encodes text to nothing: does {resolve(spec)} hold its tokenizer files "
+            "(tokenizer.json)?"
         )
     return tokenizer
 
@@ -149,12 +155,7 @@ def position_limit(spec: str, *, trust_remote_code: bool = False) -> int | None:
     """The longest sequence the model was built for, from its config (None if it does not say)."""
     from transformers import AutoConfig
 
-    path = resolve(spec)
-    _remote_code(spec, path, trust_remote_code)
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, TypeError) as err:
-        raise _load_error(spec, "config", err) from None
+    config = _pretrained(AutoConfig, spec, "config", trust_remote_code)
     for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
         if isinstance(getattr(config, name, None), int):
             return getattr(config, name)
@@ -205,14 +206,7 @@ def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_re
     from transformers import AutoModelForCausalLM
 
     device = pick_device(device)
-    path = resolve(spec)
-    _remote_code(spec, path, trust_remote_code)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as err:
-        raise _load_error(spec, "model", err) from None
+    model = _pretrained(AutoModelForCausalLM, spec, "model", trust_remote_code, dtype=pick_dtype(dtype, device))
     return model.to(device).eval()
 
 

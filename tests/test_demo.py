@@ -36,11 +36,19 @@ def test_cge_surfaces_the_leaked_slice_and_iterative_cge_spreads(result):
     _, numbers, _ = result
     shares = numbers["novelty_shares"]
     leak = "es_offensive"
-    # Checked over seeds 0, 1 and 2 (static leak share 54/62/96% against 8/4/21% of plain samples).
+    # Checked over seeds 0, 1 and 2 (static leak share 100% each time against 8/4/21% of plain samples;
+    # iterative 33/38/25%, in 4 or 5 domains).
     assert shares["cge"].get(leak, 0) > shares["baseline"].get(leak, 0) + 0.15, shares
     # Iterative CGE finds the leak too, then spreads over more of what is new than static CGE.
     assert shares["cge-iterative"].get(leak, 0) > shares["baseline"].get(leak, 0), shares
     assert len(shares["cge-iterative"]) > len(shares["cge"]), shares
+
+
+def test_attribution_names_the_leaked_source(result):
+    _, numbers, lines = result
+    # The forum posts ranked first over seeds 0, 1 and 2, among six sources.
+    assert numbers["attribution"][0] == "forum", numbers["attribution"]
+    assert any("where it came from" in line for line in lines)
 
 
 def test_demo_prints_every_artefact_and_they_exist(result):

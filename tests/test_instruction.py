@@ -189,41 +189,24 @@ def test_finetune_trains_on_responses_only(sft_selection, chat_model):
 
 def test_trl_sft_trainer_takes_both_exports(sft_selection, chat_model, tmp_path):
     trl = pytest.importorskip("trl")
+
+    def trainer(dataset, name):
+        args = trl.SFTConfig(output_dir=str(tmp_path / name), max_steps=2, per_device_train_batch_size=2, report_to=[],
+                             save_strategy="no", use_cpu=True)  # fmt: skip
+        model = AutoModelForCausalLM.from_pretrained(chat_model)
+        return trl.SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok)
+
     tok = AutoTokenizer.from_pretrained(chat_model)
     tokenized = datasets.load_dataset(
         "parquet", data_files=str(sft_selection / "mix-pairs/data/*.parquet"), split="train"
     )
-    trainer = trl.SFTTrainer(
-        model=AutoModelForCausalLM.from_pretrained(chat_model),
-        args=trl.SFTConfig(
-            output_dir=str(tmp_path / "a"),
-            max_steps=2,
-            per_device_train_batch_size=2,
-            report_to=[],
-            save_strategy="no",
-            use_cpu=True,
-        ),  # fmt: skip
-        train_dataset=tokenized.select_columns(["input_ids", "attention_mask", "labels"]),
-        processing_class=tok,
-    )
-    collated = trainer.data_collator([tokenized[0]])
+    tokens = trainer(tokenized.select_columns(["input_ids", "attention_mask", "labels"]), "tokens")
+    collated = tokens.data_collator([tokenized[0]])
     assert collated["labels"][0].tolist() == tokenized[0]["labels"]  # the export's labels decide what is trained
-    trainer.train()
+    tokens.train()
     raw = datasets.load_dataset("json", data_files=str(sft_selection / "mix-pairs/sft/*.jsonl"), split="train")
-    trainer = trl.SFTTrainer(
-        model=AutoModelForCausalLM.from_pretrained(chat_model),
-        args=trl.SFTConfig(
-            output_dir=str(tmp_path / "b"),
-            max_steps=2,
-            per_device_train_batch_size=2,
-            report_to=[],
-            save_strategy="no",
-            use_cpu=True,
-        ),  # fmt: skip
-        train_dataset=raw.select_columns(["prompt", "completion"]),
-        processing_class=tok,
-    )
-    processed = trainer.train_dataset[0]  # TRL tokenizes prompt + completion and masks the prompt in the labels
+    texts = trainer(raw.select_columns(["prompt", "completion"]), "texts")
+    processed = texts.train_dataset[0]  # TRL tokenizes prompt + completion and masks the prompt in the labels
     assert 0 < sum(label != -100 for label in processed["labels"]) < len(processed["input_ids"])
-    trainer.train()
-    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+    texts.train()
+    assert math.isfinite(texts.state.log_history[-1]["train_loss"])

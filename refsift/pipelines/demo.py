@@ -233,8 +233,13 @@ def run(
     )
     echo(f"   loss {trained['losses'][0]:.3f} -> {trained['losses'][-1]:.3f}")
 
-    echo(f"\n5. refsift novelty --base base --finetuned finetuned --iterative --static-samples {size.samples}")
+    echo(
+        f"\n5. refsift novelty --base base --finetuned finetuned --iterative --static-samples {size.samples} \\\n"
+        "     --attribute corpus/{prose,drama,code,math,german}.jsonl leak/forum.jsonl"
+    )
     report_dir = str(root / "novelty")
+    # Where it came from: the sources of the fine-tuning set, and German, which was in the corpus but not in it.
+    sources = [str(root / "corpus" / f"{s}.jsonl") for s in (*GENERAL, TARGET)] + [str(leak_dir / "forum.jsonl")]
     report = api.novelty(
         base,
         ckpt,
@@ -247,6 +252,7 @@ def run(
         update_steps=2,
         max_new_tokens=size.new_tokens,
         seed=seed,
+        attribute=tuple(sources),
         overwrite=True,
     )
     classifier = DomainClassifier.bundled(domains=(*GENERAL, TARGET, LEAK))
@@ -259,6 +265,10 @@ def run(
     echo(f"   {'domain':<14}" + "".join(f"{label:>18}" for label in modes.values()))
     for domain in (TARGET, LEAK, *GENERAL):
         echo(f"   {domain:<14}" + "".join(f"{shares[mode].get(domain, 0):>18.0%}" for mode in modes))
+    ranked = sorted((r for r in report["attribution"] if r["target"] == "all"), key=lambda r: r["rank"])
+    results["attribution"] = [r["source"] for r in ranked]
+    echo("   where it came from (UnTrac-Inv: loss rise of each source after unlearning the CGE samples):")
+    echo("   " + ", ".join(f"{r['source']} {r['influence']:+.3f}" for r in ranked))
 
     echo("\n6. refsift report run")
     run_report = api.report(run_dir)
