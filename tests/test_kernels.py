@@ -13,15 +13,19 @@ from refsift.training import causal_lm_loss
 
 
 @given(n=st.integers(0, 400), max_length=st.integers(2, 64), data=st.data())
-def test_every_token_but_the_first_is_scored_exactly_once(n, max_length, data):
+def test_every_token_from_the_first_scored_is_scored_exactly_once(n, max_length, data):
     context = data.draw(st.integers(1, max_length - 1))
-    windows = plan_windows(n, max_length, context)
+    first = data.draw(st.integers(1, max(1, n)))  # 1 after a prefix; later after a prompt
+    windows = plan_windows(n, max_length, context, first=first)
     scored = [w.start + i for w in windows for i in range(w.score_from, w.end - w.start)]
-    assert sorted(scored) == list(range(1, n)) if n >= 2 else scored == []
+    assert sorted(scored) == list(range(first, n))
     for w in windows:
         assert 0 < w.end - w.start <= max_length
+        assert w.score_from >= min(context, w.start + w.score_from)  # enough left context
         if w.index > 0:  # left context is the tail of the previous window
             assert w.start == windows[w.index - 1].end - context and w.score_from == context
+    if windows and n - first < max_length - context:  # what fits in one window gets all the context it can
+        assert len(windows) == 1 and windows[0].start == max(0, min(n - max_length, first - context))
 
 
 def test_plan_windows_rejects_zero_context():

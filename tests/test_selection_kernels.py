@@ -83,3 +83,14 @@ def test_temperature_flattens_shares():
     available = {"a": 900, "b": 100}
     assert selection.temperature_shares(available, 1.0) == pytest.approx({"a": 0.9, "b": 0.1})
     assert selection.temperature_shares(available, 1e9) == pytest.approx({"a": 0.5, "b": 0.5})
+
+
+def test_mixture_notes_say_renormalised_only_when_a_source_ran_short():
+    from refsift.kernels.selection import plan_mixture
+
+    enough = plan_mixture({"a": 1000, "b": 1000, "c": 1000}, {"a": 0.5, "b": 0.3, "c": 0.2}, 1000, upsample=False)
+    assert {s: p.note for s, p in enough.items()} == {"a": "filled", "b": "filled", "c": "filled"}
+    short = plan_mixture({"a": 1000, "b": 1000, "c": 50}, {"a": 0.5, "b": 0.3, "c": 0.2}, 1000, upsample=False)
+    assert short["c"].note.startswith("exhausted")
+    assert short["a"].note == short["b"].note == "filled (renormalised)"
+    assert short["a"].budget + short["b"].budget + short["c"].budget == 1000
