@@ -122,6 +122,22 @@ def _check_format(path: str, fmt: str) -> None:
         raise RefsiftError(f"{path} is not a Parquet file: give the right --format (or --format auto)")
 
 
+def _check_dataset(name: str) -> None:
+    """A saved dataset directory, or a dataset name that `datasets` can resolve."""
+    if "://" not in name and Path(name).exists():
+        if Path(name).is_file():
+            raise RefsiftError(f"--format hf takes a save_to_disk directory or a hub dataset name, not a file: {name}")
+        if not is_saved_dataset(name):
+            raise RefsiftError(f"{name} is not a dataset saved with save_to_disk (no state.json or dataset_dict.json)")
+        return
+    import datasets
+
+    try:
+        datasets.load_dataset_builder(name)
+    except Exception as err:  # offline, misspelled, private: say so now rather than as a rejected row
+        raise RefsiftError(f"cannot find dataset {name}: {' '.join(str(err).split())[:200]}") from None
+
+
 def _parquet_tasks(path: str, size: int, task_size: int) -> list[tuple[int, int | None, int]]:
     """(first row group, end row group, first row) ranges of about task_size bytes."""
     import pyarrow.parquet as pq
@@ -158,10 +174,7 @@ def plan_tasks(
 
     for pattern in inputs:
         if format == "hf":
-            if "://" not in pattern and Path(pattern).is_file():
-                raise RefsiftError(
-                    f"--format hf takes a save_to_disk directory or a hub dataset name, not a file: {pattern}"
-                )
+            _check_dataset(pattern)
             identity.append({"path": pattern})
             add(pattern, "hf")
             continue
