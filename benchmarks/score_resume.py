@@ -1,12 +1,11 @@
 """How much of a run a kill costs: a run SIGKILLed when half its chunks are committed,
 then `--resume`d, against the same run uninterrupted.
 
-The resumed run pays the start-up again, re-reads the inputs in the index pass, and redoes
-at most the chunks that were in flight; everything committed is kept. The target is a
-resume that takes under 0.6 of the full run's time.
-
-The resumed run also pays the start-up again (imports, model checks, Beam): the benchmark
-measures it on its own, with four documents, so the two parts can be told apart.
+The resumed run re-reads the inputs in the index pass and redoes at most the chunks that
+were in flight; everything committed is kept. It also pays the start-up again (imports,
+model checks, Beam), which the benchmark measures on its own, with four documents, so the
+two parts can be told apart. The target is a resume that takes under 0.6 of the full run's
+time.
 
     python benchmarks/score_resume.py                  # about 1,500 documents, 4-layer model
 """

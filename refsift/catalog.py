@@ -20,6 +20,7 @@ as quoted literals and identifiers (`literal`, `ident`).
 from __future__ import annotations
 
 import glob
+import os
 import re
 from pathlib import Path
 
@@ -136,11 +137,12 @@ def confined() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def connect(run_dir: str) -> duckdb.DuckDBPyConnection:
+def connect(run_dir: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """A `confined` connection holding a complete run's tables (as pyarrow datasets over
     its files) and its derived views."""
     import pyarrow.dataset as ds
 
+    run_dir = os.fspath(run_dir)
     rundir.require(run_dir, ("run", "novelty", "attribution"))
     run = Path(run_dir).resolve()
     tables, views = metadata(run_dir)
@@ -189,7 +191,7 @@ def execute(con: duckdb.DuckDBPyConnection, sql: str, params=None):
         raise RefsiftError(f"SQL error: {' '.join(str(err).split())[:500]}") from None
 
 
-def query(run_dir: str, sql: str, params=None) -> tuple[list[str], list[tuple]]:
+def query(run_dir: str | os.PathLike, sql: str, params=None) -> tuple[list[str], list[tuple]]:
     """(column names, rows) of one read-only statement over a run."""
     con = connect(run_dir)
     try:

@@ -43,6 +43,32 @@ def _checkpoint(text: str) -> tuple[str, str]:
     return name, path
 
 
+def add_reading_options(p) -> None:
+    """How inputs are read and windowed: the same for `score` and `attribute`."""
+    g = p.add_argument_group("reading and windowing inputs")
+    g.add_argument("--format", default="auto", choices=["auto", "jsonl", "parquet", "text", "hf"])
+    g.add_argument("--text-field", default="text", help="the text to score (with --prompt-field, the response)")
+    g.add_argument("--prompt-field", help="instruction data: the prompt, read as context; only the response is scored")
+    g.add_argument(
+        "--messages-field",
+        help="chat data: [{role, content}, ...] rendered with the tokenizer's chat template; only assistant turns "
+        "are scored",
+    )
+    g.add_argument("--id-field", help="default: `id` when a record has one, else a hash of path and row")
+    g.add_argument("--source-field", help="domain label field; default: the input file's stem")
+    g.add_argument("--text-per-line", action="store_true", help="with --format text: one document per line")
+    g.add_argument("--hf-split", default="train", help="split of a Hugging Face dataset")
+    g.add_argument(
+        "--prefix",
+        default="auto",
+        choices=["auto", "bos", "eos", "none"],
+        help="token put before each document: auto = BOS, else EOS (as lm-evaluation-harness); with a prefix "
+        "every token of a document is scored, with none its first token is not (default %(default)s)",
+    )
+    g.add_argument("--max-length", type=int, default=512, help="tokens per window (default %(default)s)")
+    g.add_argument("--context", type=int, default=64, help="left-context tokens between windows (default %(default)s)")
+
+
 def add_score(sub) -> None:
     p = sub.add_parser(
         "score",
@@ -71,27 +97,7 @@ def add_score(sub) -> None:
         help="checkpoint of theta (repeat, in training order); learning percentage takes the first and the last "
         "(with a single one, --finetuned is the last)",
     )
-    p.add_argument("--format", default="auto", choices=["auto", "jsonl", "parquet", "text", "hf"])
-    p.add_argument("--text-field", default="text", help="the text to score (with --prompt-field, the response)")
-    p.add_argument("--prompt-field", help="instruction data: the prompt, read as context; only the response is scored")
-    p.add_argument(
-        "--messages-field",
-        help="chat data: [{role, content}, ...] rendered with the tokenizer's chat template; only assistant turns "
-        "are scored",
-    )
-    p.add_argument("--id-field", help="default: `id` when a record has one, else a hash of path and row")
-    p.add_argument("--source-field", help="domain label field; default: the input file's stem")
-    p.add_argument("--text-per-line", action="store_true", help="with --format text: one document per line")
-    p.add_argument("--hf-split", default="train", help="split of a Hugging Face dataset")
-    p.add_argument(
-        "--prefix",
-        default="auto",
-        choices=["auto", "bos", "eos", "none"],
-        help="token put before each document: auto = BOS, else EOS (as lm-evaluation-harness); with a prefix "
-        "every token of a document is scored, with none its first token is not (default %(default)s)",
-    )
-    p.add_argument("--max-length", type=int, default=512, help="tokens per window (default %(default)s)")
-    p.add_argument("--context", type=int, default=64, help="left-context tokens between windows (default %(default)s)")
+    add_reading_options(p)
     p.add_argument(
         "--batch-size", type=int, default=8, help="windows of --max-length per forward pass (default %(default)s)"
     )
@@ -408,17 +414,7 @@ def add_attribute(sub) -> None:
         "--source-samples", type=int, default=256, help="documents per source, a seeded sample; 0: all (default 256)"
     )
     p.add_argument("--target-samples", type=int, default=0, help="documents of the target, a seeded sample; 0: all")
-    p.add_argument("--format", default="auto", choices=["auto", "jsonl", "parquet", "text", "hf"])
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--id-field")
-    p.add_argument("--source-field", help="the field naming a record's source; default: its file's stem")
-    p.add_argument("--prompt-field")
-    p.add_argument("--messages-field")
-    p.add_argument("--text-per-line", action="store_true")
-    p.add_argument("--hf-split", default="train")
-    p.add_argument("--prefix", default="auto", choices=["auto", "bos", "eos", "none"])
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--context", type=int, default=64)
+    add_reading_options(p)
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass when measuring losses")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -499,7 +495,12 @@ def add_sql(sub) -> None:
     )
     p.add_argument("run_dir")
     p.add_argument("query")
-    p.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    p.add_argument(
+        "--format",
+        default="table",
+        choices=["table", "csv", "json", "jsonl"],
+        help="jsonl: one object per row, an input any refsift command reads (e.g. samples as attribution targets)",
+    )
     p.set_defaults(handler=run_sql)
 
 
@@ -513,8 +514,11 @@ def run_sql(args, _beam_args) -> None:
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
         writer.writerows(rows)
-    else:
+    elif args.format == "json":
         print(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1))
+    else:
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row)), default=str, ensure_ascii=False))
 
 
 class _Parser(argparse.ArgumentParser):

@@ -25,6 +25,8 @@ def planted(tmp_path_factory):
     write_jsonl(d / "prose.jsonl", corpora.numbered(corpora.documents("prose")[:40], "prose"))
     write_jsonl(d / "spanish.jsonl", corpora.numbered(held_out("spanish", 30), "es"))  # never trained on
     write_jsonl(d / "target.jsonl", corpora.numbered(held_out("code", 8), "t"))
+    with open(d / "target.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"id": "t-broken", "text": \n')  # not a document: left out, and said so
     return d
 
 
@@ -58,6 +60,13 @@ def test_both_methods_rank_the_planted_source_first(results):
         others = [r["influence"] for r in rows if r["source"] != "code"]
         assert top["influence"] > 2 * max(others), rows
     assert ranking(inverse)[0] == ranking(direct)[0] == "code"  # the two methods agree on the most influential
+
+
+def test_records_that_are_not_documents_are_counted_and_reported(results):
+    out, _, _ = results
+    record = json.loads((out / "inv" / "attribution.json").read_text())
+    assert record["rejected"] == {"target": {"invalid_json": 1}, "sources": {}}
+    assert {r["n_documents"] for r in record["attribution"] if r["source"] == "code"} == {24}
 
 
 def test_views_answer_a_ranking_query(results, capsys):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from refsift import cli
+from refsift import catalog, cli
 from tests.conftest import held_out, write_jsonl
 
 
@@ -40,6 +40,25 @@ def test_sql_group_by_as_table_csv_and_json(small_run, capsys):
     assert json.loads(capsys.readouterr().out) == [{"source": "code", "n": 2}, {"source": "prose", "n": 3}]
     assert cli.main(["sql", str(small_run), query, "--format", "csv"]) == 0
     assert capsys.readouterr().out.split() == ["source,n", "code,2", "prose,3"]
+
+
+def test_sql_jsonl_is_an_input_refsift_reads(small_run, prose_model, tmp_path, capsys):
+    query = "SELECT doc_id AS id, text FROM examples WHERE source = 'prose' ORDER BY doc_id"
+    assert cli.main(["sql", str(small_run), query, "--format", "jsonl"]) == 0
+    (tmp_path / "prose_again.jsonl").write_text(capsys.readouterr().out, encoding="utf-8")
+    out = tmp_path / "again"
+    assert (
+        cli.main(["score", "--input", str(tmp_path / "prose_again.jsonl"), "--model", prose_model, "--out", str(out)])
+        == 0
+    )
+    capsys.readouterr()
+    again = "SELECT doc_id, nll_model FROM examples ORDER BY doc_id"
+    first = "SELECT doc_id, nll_model FROM examples WHERE source = 'prose' ORDER BY doc_id"
+    _, rows_again = catalog.query(out, again)
+    _, rows_first = catalog.query(small_run, first)
+    assert len(rows_again) == 3
+    assert [r[0] for r in rows_again] == [r[0] for r in rows_first]
+    assert [r[1] for r in rows_again] == pytest.approx([r[1] for r in rows_first], rel=1e-5)
 
 
 @pytest.mark.parametrize(

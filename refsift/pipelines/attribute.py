@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,19 +113,19 @@ class AttributeConfig:
         return Fields(self.text_field, self.id_field, self.source_field, self.prompt_field, self.messages_field)
 
 
-def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, salt: str) -> tuple[dict[str, list[dict]], int]:
+def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, salt: str) -> tuple[dict[str, list[dict]], Counter]:
     """Documents of `inputs` by source (a seeded sample of at most `limit` per source when
-    `limit` > 0), and the number of records that were not documents."""
+    `limit` > 0), and the records that were not documents, counted by reason."""
     tasks, _ = plan_tasks(inputs, format=cfg.format, text_per_line=cfg.text_per_line, task_size=2**62)
     rng = random.Random(f"{cfg.seed}:{salt}")
     kept: dict[str, list[dict]] = {}
     seen: dict[str, int] = {}
-    rejected = 0
+    rejected: Counter = Counter()
     for task in tasks:
         items = payloads(task, cfg.fields.columns(), per_line=cfg.text_per_line, split=cfg.hf_split)
         for index, final, part in chunked(items, 2**20):
             chunk = read_chunk(task, index, final, part, cfg.fields, 0, {})
-            rejected += len(chunk.rejected)
+            rejected.update(row["reason"] for row in chunk.rejected)
             for doc in chunk.documents:  # reservoir sampling: every document equally likely to stay
                 name = doc["source"]
                 seen[name] = seen.get(name, 0) + 1
@@ -262,6 +263,10 @@ def run(cfg: AttributeConfig) -> dict:
         )
         targets = {ALL: [d for docs in target_docs.values() for d in docs]}
         sources, source_rejected = read_sets(list(cfg.sources), cfg, cfg.source_samples, "sources")
+        for name, rejected in (("target", target_rejected), ("sources", source_rejected)):
+            if rejected:
+                reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
+                log.warning("%s: %d records are not documents and were left out (%s)", name, rejected.total(), reasons)
         if not targets[ALL] or not sources:
             raise RefsiftError("the target and the sources must hold documents")
         model, tokenizer = load(cfg)
@@ -272,7 +277,7 @@ def run(cfg: AttributeConfig) -> dict:
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "model": models.provenance(cfg.model),
             "settings": {**asdict(cfg), "unlearning": asdict(cfg.unlearning)},
-            "rejected": {"target": target_rejected, "sources": source_rejected},
+            "rejected": {"target": dict(target_rejected), "sources": dict(source_rejected)},
             "attribution": attribution,
             "wall_time_s": round(time.time() - started, 2),
         }

@@ -92,7 +92,7 @@ class _SampleFn(PoolingDoFn):
         from refsift.kernels.iterative import plain
 
         pool = sorted(pool, key=lambda j: (j["mode"], j["sample_id"]))
-        bar = tqdm(total=len(pool), desc="CGE and plain samples", unit="sample")
+        bar = tqdm(total=len(pool), desc="CGE and plain samples", unit="sample", disable=None)
         for i in range(0, len(pool), self._batch_size):
             batch = pool[i : i + self._batch_size]
             for mode in sorted({j["mode"] for j in batch}):
@@ -125,7 +125,7 @@ class _SampleFn(PoolingDoFn):
 
         from refsift.kernels.iterative import iterative_cge
 
-        bar = tqdm(total=len(jobs), desc="iterative CGE", unit="sample")
+        bar = tqdm(total=len(jobs), desc="iterative CGE", unit="sample", disable=None)
         prompts = [prompt_ids(self._tokenizer, j["prompt"]) for j in jobs]
         found = iterative_cge(
             self._models["finetuned"],
