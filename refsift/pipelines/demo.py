@@ -51,6 +51,7 @@ class DemoSize:
     batch_size: int = 16
     lr: float = 1e-3
     update_lr: float = 1e-3  # iterative CGE's base updates
+    unlearn_steps: int | None = None  # attribution: None = the authors' 50
 
 
 FULL = DemoSize()
@@ -68,6 +69,7 @@ REAL = DemoSize(
     batch_size=4,
     lr=1e-4,
     update_lr=5e-5,
+    unlearn_steps=10,  # 50 steps of unlearning SmolLM2 cost ~5 minutes per target on 2 cores
 )
 
 
@@ -233,9 +235,10 @@ def run(
     )
     echo(f"   loss {trained['losses'][0]:.3f} -> {trained['losses'][-1]:.3f}")
 
+    unlearning = f" --unlearn-steps {size.unlearn_steps}" if size.unlearn_steps else ""
     echo(
         f"\n5. refsift novelty --base base --finetuned finetuned --iterative --static-samples {size.samples} \\\n"
-        "     --attribute corpus/{prose,drama,code,math,german}.jsonl leak/forum.jsonl"
+        f"     --attribute corpus/{{prose,drama,code,math,german}}.jsonl leak/forum.jsonl{unlearning}"
     )
     report_dir = str(root / "novelty")
     # Where it came from: the sources of the fine-tuning set, and German, which was in the corpus but not in it.
@@ -253,6 +256,7 @@ def run(
         max_new_tokens=size.new_tokens,
         seed=seed,
         attribute=tuple(sources),
+        unlearn_steps=size.unlearn_steps,
         overwrite=True,
     )
     classifier = DomainClassifier.bundled(domains=(*GENERAL, TARGET, LEAK))
