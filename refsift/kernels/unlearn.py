@@ -56,6 +56,13 @@ class UnlearnSettings:
         if not 0 < self.lr < math.inf or self.max_grad_norm < 0:
             raise ValueError("--unlearn-lr must be positive and --max-grad-norm not negative")
 
+    def for_rows(self, n_rows: int) -> UnlearnSettings:
+        """These settings for a set of `n_rows` rows: the batch capped at the set (a larger
+        batch would repeat rows within one step: its gradient is the set's), and `steps`
+        filled in (one epoch when None)."""
+        batch_size = min(self.batch_size, max(n_rows, 1))
+        return replace(self, batch_size=batch_size, steps=self.steps or max(1, math.ceil(n_rows / batch_size)))
+
 
 def _optimizer(parameters, settings: UnlearnSettings):
     import torch
@@ -77,9 +84,8 @@ def unlearn(model, rows: list[dict], settings: UnlearnSettings, *, pad_id: int =
     learner = copy.deepcopy(model).eval()
     optimizer = _optimizer(learner.parameters(), settings)
     device = next(learner.parameters()).device
-    # A batch larger than the set would repeat rows within one step: its gradient is the set's.
-    settings = replace(settings, batch_size=min(settings.batch_size, len(rows)))
-    steps = settings.steps or max(1, math.ceil(len(rows) / settings.batch_size))
+    settings = settings.for_rows(len(rows))
+    steps = settings.steps
     generator = torch.Generator().manual_seed(settings.seed)
     order: list[int] = []
     for step in range(steps):

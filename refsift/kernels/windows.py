@@ -79,6 +79,13 @@ class Windows:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def document_sums(self, n_documents: int, values: np.ndarray | None = None) -> np.ndarray:
+        """Float64 sum of `values` (one per fed token) over each document's scored tokens;
+        without `values`, how many tokens of each document are scored."""
+        token_doc = np.repeat(self.doc, self.lengths)[self.scored]
+        weights = None if values is None else values[self.scored].astype(np.float64)
+        return np.bincount(token_doc, weights=weights, minlength=n_documents).astype(np.float64)
+
 
 def cut(encoded, max_length: int, context: int) -> tuple[Windows, np.ndarray]:
     """Windows of every document of an `Encoded` batch, and the per-document count of

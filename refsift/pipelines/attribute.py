@@ -113,11 +113,12 @@ class AttributeConfig:
         return Fields(self.text_field, self.id_field, self.source_field, self.prompt_field, self.messages_field)
 
 
-def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, salt: str) -> tuple[dict[str, list[dict]], Counter]:
+def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, role: str) -> tuple[dict[str, list[dict]], Counter]:
     """Documents of `inputs` by source (a seeded sample of at most `limit` per source when
-    `limit` > 0), and the records that were not documents, counted by reason."""
+    `limit` > 0), and the records that were not documents, counted by reason and named in a
+    warning. `role` ("target" or "sources") names the set and seeds its sample."""
     tasks, _ = plan_tasks(inputs, format=cfg.format, text_per_line=cfg.text_per_line, task_size=2**62)
-    rng = random.Random(f"{cfg.seed}:{salt}")
+    rng = random.Random(f"{cfg.seed}:{role}")
     kept: dict[str, list[dict]] = {}
     seen: dict[str, int] = {}
     rejected: Counter = Counter()
@@ -134,6 +135,9 @@ def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, salt: str) ->
                     bucket.append(doc)
                 elif (j := rng.randrange(seen[name])) < limit:
                     bucket[j] = doc
+    if rejected:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
+        log.warning("%s: %d records are not documents and were left out (%s)", role, rejected.total(), reasons)
     return kept, rejected
 
 
@@ -161,9 +165,8 @@ def losses(model, prepared: Prepared, cfg: AttributeConfig, pad: int) -> tuple[f
     """(nats per scored token over the set, nats per document, scored tokens per document)."""
     w = prepared.chunk.windows
     nll = window_nll(model, w, cfg.batch_size * cfg.max_length, pad)
-    token_doc = np.repeat(w.doc, w.lengths)[w.scored]
-    totals = np.bincount(token_doc, weights=nll[w.scored].astype(np.float64), minlength=len(prepared.documents))
-    counts = np.bincount(token_doc, minlength=len(prepared.documents))
+    totals = w.document_sums(len(prepared.documents), nll)
+    counts = w.document_sums(len(prepared.documents))
     return float(totals.sum() / counts.sum()), totals, counts
 
 
@@ -181,7 +184,7 @@ def attribute(
     for name, p in unlearned.items():
         rows = training_rows(p.chunk.windows)
         started = time.time()
-        steps = settings.steps or max(1, -(-len(rows) // settings.batch_size))
+        steps = settings.for_rows(len(rows)).steps
         what = "source" if cfg.method == "untrac" else "target"
         log.info(f"{cfg.method}: unlearning {what} {name} ({len(p.documents)} documents, {steps} steps)")
         learner = unlearn(model, rows, settings, pad_id=pad)
@@ -263,10 +266,6 @@ def run(cfg: AttributeConfig) -> dict:
         )
         targets = {ALL: [d for docs in target_docs.values() for d in docs]}
         sources, source_rejected = read_sets(list(cfg.sources), cfg, cfg.source_samples, "sources")
-        for name, rejected in (("target", target_rejected), ("sources", source_rejected)):
-            if rejected:
-                reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
-                log.warning("%s: %d records are not documents and were left out (%s)", name, rejected.total(), reasons)
         if not targets[ALL] or not sources:
             raise RefsiftError("the target and the sources must hold documents")
         model, tokenizer = load(cfg)

@@ -240,7 +240,8 @@ def attribute_samples(cfg: NoveltyConfig, content: dict) -> tuple[list[dict], li
     docs = [{**blank, "doc_id": s["id"], "text": s["text"], "row": i} for i, s in enumerate(cge)]
     targets = {attribute.ALL: docs}
     for k, group in enumerate(content["summary"]["groups"]["groups"], start=1):
-        members = [d for d in docs if d["doc_id"] in set(group["target"])]
+        ids = set(group["target"])
+        members = [d for d in docs if d["doc_id"] in ids]
         if len(members) >= 2:
             targets[f"group {k}"] = members
     sources, _ = attribute.read_sets(list(cfg.attribute), acfg, acfg.source_samples, "sources")

@@ -22,13 +22,12 @@ DOCUMENT_COLUMNS = ("doc_id", "source", "text", "prompt", "messages", "input", "
 def examples_table(chunk, roles: list[str], learning: tuple[str, str] | None, schema: pa.Schema) -> pa.Table:
     docs = chunk.documents
     w = chunk.windows
-    token_doc = np.repeat(w.doc, w.lengths)[w.scored]
-    n_tokens = np.bincount(token_doc, minlength=len(docs)).astype(np.float64)
+    n_tokens = w.document_sums(len(docs))
     n_bytes = np.asarray([d["n_bytes"] for d in docs], dtype=np.float64)
     columns = {name: [d[name] for d in docs] for name in DOCUMENT_COLUMNS}
     means = {}
     for role in roles:
-        total = np.bincount(token_doc, weights=w.nll[role][w.scored].astype(np.float64), minlength=len(docs))
+        total = w.document_sums(len(docs), w.nll[role])
         means[role] = total / n_tokens
         columns[f"nll_{role}"] = means[role]
         with np.errstate(divide="ignore", invalid="ignore"):
