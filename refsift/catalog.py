@@ -12,9 +12,17 @@ each table handed over as a pyarrow dataset, recreates the derived views, then t
 DuckDB's external access and locks its configuration. That connection can open no file and
 no URL, write nothing, load no extension and change no setting; whatever a query does
 (`COPY ... TO`, `EXPLAIN ANALYZE COPY`, `ATTACH`, `read_csv('/etc/passwd')`, `DROP VIEW`)
-fails or touches only memory. `check_read_only` also refuses anything but one SELECT, so a
-user gets a clear answer rather than a permission error. User data and paths meet SQL only
-as quoted literals and identifiers (`literal`, `ident`).
+fails or touches only memory. It has a memory limit and spills to a temporary directory of
+its own, and `execute` interrupts a query that runs past its time limit. `check_read_only`
+also refuses anything but one SELECT, so a user gets a clear answer rather than a
+permission error. User data and paths meet SQL only as quoted literals and identifiers
+(`literal`, `ident`).
+
+A run directory is data, not code: runs are copied between people and machines, and
+`catalog.duckdb` can say anything. So `connect` resolves every file a table names and reads
+none that leaves the run directory, is reached through a symbolic link, or is not a regular
+file; the one way out of the run is a selection's export, in a complete refsift selection
+made from this very run. Errors name files, never their contents.
 """
 
 from __future__ import annotations
@@ -22,6 +30,10 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
+import tempfile
+import threading
+import weakref
 from pathlib import Path
 
 import duckdb
@@ -32,6 +44,7 @@ from refsift import rundir
 from refsift.errors import RefsiftError
 
 CATALOG = "catalog.duckdb"
+EMPTY_SHARD = "part-empty.parquet"  # a table no chunk wrote to gets one, so that its view has columns
 TABLES_META = "refsift_tables"
 VIEWS_META = "refsift_views"
 FORMATS = {"parquet": "read_parquet", "json": "read_json_auto"}
@@ -80,7 +93,7 @@ def build(run_dir: str, tables: dict[str, pa.Schema], views: dict[str, str] | No
     for table, schema in tables.items():
         (run / table).mkdir(parents=True, exist_ok=True)
         if not glob.glob(str(run / table / "*.parquet")):
-            pq.write_table(schema.empty_table(), run / table / "part-empty.parquet")
+            pq.write_table(schema.empty_table(), run / table / EMPTY_SHARD)
     (run / CATALOG).unlink(missing_ok=True)
     with _writable(run_dir) as con:
         for table in tables:
@@ -128,32 +141,110 @@ def metadata(run_dir: str) -> tuple[list[tuple], list[tuple]]:
     return tables, views
 
 
-def confined() -> duckdb.DuckDBPyConnection:
+DEFAULT_MEMORY = "50%"  # of the machine's memory; DuckDB spills what does not fit
+DEFAULT_TIMEOUT = 60.0  # seconds a query may run (refsift sql --timeout)
+
+
+def confined(memory_limit: str = DEFAULT_MEMORY) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that can open no file or URL, load no extension and change no
-    setting: data reaches it only through `register` (Arrow tables, batches, datasets)."""
-    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+    setting: data reaches it only through `register` (Arrow tables, batches, datasets).
+    It uses at most `memory_limit` and spills into a temporary directory of its own,
+    removed with the connection."""
+    spill = tempfile.mkdtemp(prefix="refsift-duckdb-")
+    try:
+        con = duckdb.connect(
+            config={
+                "autoinstall_known_extensions": "false",
+                "autoload_known_extensions": "false",
+                "memory_limit": memory_limit,
+                "temp_directory": spill,
+            }
+        )
+    except duckdb.Error as err:
+        shutil.rmtree(spill, ignore_errors=True)
+        raise RefsiftError(f"--memory-limit {memory_limit}: {' '.join(str(err).split())[:200]}") from None
+    weakref.finalize(con, shutil.rmtree, spill, True)
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
 
 
-def connect(run_dir: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+def _links(path: Path, root: Path) -> bool:
+    """Whether any step from `root` down to `path` is a symbolic link."""
+    for step in (path, *path.parents):
+        if step == root:
+            return False
+        if step.is_symlink():
+            return True
+    return True  # not below root at all
+
+
+def _selection_home(run: Path, directory: Path) -> Path | None:
+    """The selection a table outside the run lives in: `directory` must be the `data`
+    folder of a complete refsift selection made from this run."""
+    home = directory.parent
+    if directory.name != "data" or home.is_symlink() or directory.is_symlink():
+        return None
+    found = rundir.marker(str(home))
+    if not found or found.get("kind") != "selection" or found.get("status") != "complete":
+        return None
+    made_from = (rundir.read_json(str(home / "selection.json")) or {}).get("run")
+    if not isinstance(made_from, str) or Path(made_from).resolve() != run:
+        return None
+    return home
+
+
+def table_files(run: Path, name: str, pattern: str) -> list[str]:
+    """The files a table of the catalog names, checked (see the module docstring)."""
+
+    def refuse(why: str):
+        return RefsiftError(
+            f"{run}: the catalog's table {name!r} names {pattern!r}, which {why}; refusing to read it "
+            "(was the run directory copied from elsewhere?)"
+        )
+
+    if not isinstance(pattern, str) or os.path.isabs(pattern) or "**" in pattern:
+        raise refuse("is not a path inside the run")
+    directory = Path(os.path.normpath(run / os.path.dirname(pattern)))
+    root = run if directory == run or run in directory.parents else _selection_home(run, directory)
+    if root is None:
+        raise refuse("leads out of the run directory")
+    files = []
+    for file in sorted(glob.glob(str(run / pattern))):
+        path = Path(os.path.normpath(file))
+        if _links(path, root):
+            raise refuse(f"reaches {path.name} through a symbolic link")
+        if not path.is_file():
+            raise refuse(f"matches {path.name}, which is not a regular file")
+        files.append(str(path))
+    return files
+
+
+def connect(run_dir: str | os.PathLike, *, memory_limit: str = DEFAULT_MEMORY) -> duckdb.DuckDBPyConnection:
     """A `confined` connection holding a complete run's tables (as pyarrow datasets over
-    its files) and its derived views."""
+    its files, each checked by `table_files`) and its derived views."""
     import pyarrow.dataset as ds
 
     run_dir = os.fspath(run_dir)
     rundir.require(run_dir, ("run", "novelty", "attribution"))
     run = Path(run_dir).resolve()
     tables, views = metadata(run_dir)
-    con = confined()
+    con = confined(memory_limit)
     try:
         for name, pattern, fmt in tables:
-            files = sorted(glob.glob(str(run / pattern)))
-            if files:
-                con.register(name, ds.dataset(files, format=fmt))
-            else:  # a selection whose files were moved or deleted: an empty view, with no columns to mislead
+            if fmt not in FORMATS:
+                raise RefsiftError(f"{run_dir}: the catalog's table {name!r} has an unknown format {fmt!r}")
+            files = table_files(run, name, pattern)
+            if not files:  # a selection whose files were moved or deleted: an empty view, with no columns to mislead
                 con.execute(f"CREATE VIEW {ident(name)} AS SELECT NULL AS missing_files LIMIT 0")
+                continue
+            try:
+                dataset = ds.dataset(files, format=fmt)
+            except (pa.ArrowException, OSError) as err:
+                raise RefsiftError(
+                    f"{run_dir}: cannot read table {name} ({type(err).__name__}); is a shard damaged?"
+                ) from None
+            con.register(name, dataset)
         for name, sql in views:
             con.execute(f"CREATE VIEW {ident(name)} AS {sql}")
     except BaseException:
@@ -182,21 +273,40 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         )
 
 
-def execute(con: duckdb.DuckDBPyConnection, sql: str, params=None):
-    """Runs one SELECT on a `connect` connection; SQL errors become one-line RefsiftErrors."""
+def execute(con: duckdb.DuckDBPyConnection, sql: str, params=None, *, timeout: float | None = None):
+    """Runs one SELECT on a `connect` connection and fetches it; SQL errors and a query
+    past `timeout` seconds (interrupted) become one-line RefsiftErrors. Returns (column
+    names, rows)."""
     check_read_only(con, sql)
+    timer = threading.Timer(timeout, con.interrupt) if timeout else None
+    if timer:
+        timer.start()
     try:
-        return con.execute(sql, params) if params is not None else con.execute(sql)
-    except duckdb.Error as err:
-        raise RefsiftError(f"SQL error: {' '.join(str(err).split())[:500]}") from None
-
-
-def query(run_dir: str | os.PathLike, sql: str, params=None) -> tuple[list[str], list[tuple]]:
-    """(column names, rows) of one read-only statement over a run."""
-    con = connect(run_dir)
-    try:
-        result = execute(con, sql, params)
+        result = con.execute(sql, params) if params is not None else con.execute(sql)
         return [d[0] for d in result.description], result.fetchall()
+    except duckdb.InterruptException:
+        raise RefsiftError(f"the query ran longer than {timeout:g} s and was stopped (--timeout)") from None
+    except duckdb.OutOfMemoryException:
+        raise RefsiftError("the query needs more memory than --memory-limit allows, even spilling to disk") from None
+    except (duckdb.Error, pa.ArrowException, OSError) as err:
+        raise RefsiftError(f"SQL error: {' '.join(str(err).split())[:500]}") from None
+    finally:
+        if timer:
+            timer.cancel()
+
+
+def query(
+    run_dir: str | os.PathLike,
+    sql: str,
+    params=None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    memory_limit: str = DEFAULT_MEMORY,
+) -> tuple[list[str], list[tuple]]:
+    """(column names, rows) of one read-only statement over a run."""
+    con = connect(run_dir, memory_limit=memory_limit)
+    try:
+        return execute(con, sql, params, timeout=timeout)
     finally:
         con.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from refsift import scores
-from refsift.corpus.formats import DEFAULT_CHUNK_SIZE
+from refsift.corpus.formats import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_RECORD_BYTES, Reading
 from refsift.corpus.records import Fields
 from refsift.corpus.tasks import DEFAULT_TASK_SIZE, FORMATS
 from refsift.errors import RefsiftError
@@ -18,16 +18,11 @@ from refsift.scores import FIXED_ROLES
 RUNTIME_SETTINGS = ("out", "inputs", "batch_size", "overwrite", "resume")
 
 
-@dataclass(frozen=True)
-class ScoreConfig:
-    inputs: tuple[str, ...] = field(metadata={"help": "file patterns, or dataset paths/names for format hf"})
-    out: str = field(metadata={"help": "run directory to write (local or gs://)"})
-    model: str = field(default=SMOLLM2, metadata={"help": "the model you intend to train (theta)"})
-    reference: str | None = field(default=None, metadata={"help": "reference / irreducible-loss model"})
-    finetuned: str | None = field(default=None, metadata={"help": "theta after fine-tuning on the data"})
-    checkpoints: tuple[tuple[str, str], ...] = field(
-        default=(), metadata={"help": "(name, model) intermediate checkpoints of theta, in training order"}
-    )
+@dataclass(frozen=True, kw_only=True)
+class CorpusOptions:
+    """How a corpus is read, the same for every command that reads one (score, attribute,
+    classify, dedup): formats, which fields hold what, and the limits on a record."""
+
     format: str = field(default="auto", metadata={"help": "input format; auto picks by file suffix"})
     text_field: str = field(default="text", metadata={"help": "record field holding the text (the response)"})
     id_field: str | None = field(default=None, metadata={"help": "id field; default `id` if present, else a hash"})
@@ -36,6 +31,43 @@ class ScoreConfig:
     messages_field: str | None = field(default=None, metadata={"help": "chat data: field holding the messages"})
     text_per_line: bool = field(default=False, metadata={"help": "format text: one document per line"})
     hf_split: str = field(default="train", metadata={"help": "split of a Hugging Face dataset"})
+    max_record_bytes: int = field(
+        default=DEFAULT_MAX_RECORD_BYTES, metadata={"help": "a larger record is rejected as too_large"}
+    )
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise RefsiftError(f"--format must be one of {', '.join(FORMATS)}")
+        if self.max_record_bytes < 1:
+            raise RefsiftError("--max-record-bytes must be positive")
+        if self.prompt_field and self.messages_field:
+            raise RefsiftError("give --prompt-field or --messages-field, not both")
+
+    @property
+    def reading(self) -> Reading:
+        return Reading(self.text_per_line, self.hf_split, self.max_record_bytes)
+
+    @property
+    def fields(self) -> Fields:
+        return Fields(
+            text=self.text_field,
+            id=self.id_field,
+            source=self.source_field,
+            prompt=self.prompt_field,
+            messages=self.messages_field,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreConfig(CorpusOptions):
+    inputs: tuple[str, ...] = field(metadata={"help": "file patterns, or dataset paths/names for format hf"})
+    out: str = field(metadata={"help": "run directory to write (local or gs://)"})
+    model: str = field(default=SMOLLM2, metadata={"help": "the model you intend to train (theta)"})
+    reference: str | None = field(default=None, metadata={"help": "reference / irreducible-loss model"})
+    finetuned: str | None = field(default=None, metadata={"help": "theta after fine-tuning on the data"})
+    checkpoints: tuple[tuple[str, str], ...] = field(
+        default=(), metadata={"help": "(name, model) intermediate checkpoints of theta, in training order"}
+    )
     prefix: str = field(
         default="auto", metadata={"help": "token before each document: auto (BOS, else EOS), bos, eos, none"}
     )
@@ -53,16 +85,13 @@ class ScoreConfig:
     def __post_init__(self):
         if not self.inputs:
             raise RefsiftError("no --input given")
-        if self.format not in FORMATS:
-            raise RefsiftError(f"--format must be one of {', '.join(FORMATS)}")
+        super().__post_init__()
         if self.prefix not in PREFIXES:
             raise RefsiftError(f"--prefix must be one of {', '.join(PREFIXES)}")
         if self.max_length < 2 or not 1 <= self.context < self.max_length:
             raise RefsiftError("need --max-length >= 2 and 1 <= --context < --max-length")
-        if self.batch_size < 1 or self.task_size < 1 or self.chunk_size < 1:
+        if min(self.batch_size, self.task_size, self.chunk_size) < 1:
             raise RefsiftError("--batch-size, --task-size and --chunk-size must be positive")
-        if self.prompt_field and self.messages_field:
-            raise RefsiftError("give --prompt-field or --messages-field, not both")
         if self.overwrite and self.resume:
             raise RefsiftError("give --overwrite or --resume, not both")
         names = [name for name, _ in self.checkpoints]
@@ -87,13 +116,3 @@ class ScoreConfig:
     def learning(self) -> tuple[str, str] | None:
         """The (first, last) roles of learning percentage."""
         return scores.learning_roles([name for name, _ in self.checkpoints], self.finetuned is not None)
-
-    @property
-    def fields(self) -> Fields:
-        return Fields(
-            text=self.text_field,
-            id=self.id_field,
-            source=self.source_field,
-            prompt=self.prompt_field,
-            messages=self.messages_field,
-        )

@@ -49,6 +49,14 @@ def resolve(spec: str) -> str:
     return spec
 
 
+def local_path(spec: str) -> str | None:
+    """The directory a spec names on this machine, if it names one (not a hub id)."""
+    if spec == SMOLLM2:
+        return str(cache_dir() / "models" / SMOLLM2)
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else None
+
+
 def _smollm2_dir() -> Path:
     target = cache_dir() / "models" / SMOLLM2
     if (target / "config.json").is_file():
@@ -122,7 +130,29 @@ def _load_error(spec: str, what: str, err: Exception) -> RefsiftError:
     message = " ".join(str(err).split())
     if "trust_remote_code" in message:
         return RefsiftError(f"{spec} ships its own model code: pass --trust-remote-code if you trust it")
+    if "ignore_mismatched_sizes" in message:
+        return RefsiftError(f"{spec}: its weights do not fit its config.json (tensor shapes differ)")
+    if type(err).__name__ == "SafetensorError":
+        return RefsiftError(f"{spec}: a weights file is damaged ({message[:200]})")
     return RefsiftError(f"cannot load the {what} of {spec}: {message[:300]}")
+
+
+def _check_loaded(spec: str, info: dict) -> None:
+    """Refuses weights that do not cover the config: transformers would fill what is
+    missing with random values (and drop what it does not expect) with a mere warning."""
+    missing, unexpected = sorted(info.get("missing_keys") or ()), sorted(info.get("unexpected_keys") or ())
+    if missing:
+        raise RefsiftError(
+            f"{spec}: {len(missing)} weights that its config.json asks for are not in its weights files (e.g. "
+            f"{missing[0]}); loaded, they would hold random values"
+        )
+    if unexpected:
+        raise RefsiftError(
+            f"{spec}: its weights files hold {len(unexpected)} weights that its config.json does not ask for (e.g. "
+            f"{unexpected[0]}); loaded, they would be dropped"
+        )
+    if info.get("mismatched_keys"):
+        raise RefsiftError(f"{spec}: its weights do not fit its config.json (tensor shapes differ)")
 
 
 def _pretrained(auto, spec: str, what: str, trust_remote_code: bool, **kwargs):
@@ -131,7 +161,9 @@ def _pretrained(auto, spec: str, what: str, trust_remote_code: bool, **kwargs):
     _remote_code(spec, path, trust_remote_code)
     try:
         return auto.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
-    except (OSError, ValueError, TypeError) as err:
+    except RefsiftError:
+        raise
+    except Exception as err:  # OSError, a damaged safetensors file, shapes that do not fit, ...
         raise _load_error(spec, what, err) from None
 
 
@@ -201,13 +233,51 @@ def pick_dtype(dtype: str, device: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
-    """The spec's causal LM in eval mode on `device`."""
+def load_model(
+    spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, tokenizer=None
+):
+    """The spec's causal LM in eval mode on `device`; refuses weights that do not fit the
+    config, and (given its tokenizer) a vocabulary the tokenizer's ids overrun."""
     from transformers import AutoModelForCausalLM
 
     device = pick_device(device)
-    model = _pretrained(AutoModelForCausalLM, spec, "model", trust_remote_code, dtype=pick_dtype(dtype, device))
+    model, info = _pretrained(
+        AutoModelForCausalLM,
+        spec,
+        "model",
+        trust_remote_code,
+        dtype=pick_dtype(dtype, device),
+        output_loading_info=True,
+    )
+    _check_loaded(spec, info)
+    if tokenizer is not None:
+        check_vocabulary(spec, model, tokenizer)
     return model.to(device).eval()
+
+
+def check_vocabulary(spec: str, model, tokenizer) -> None:
+    rows = model.get_input_embeddings().num_embeddings
+    if rows < len(tokenizer):
+        raise RefsiftError(
+            f"{spec}: the model has {rows} token embeddings but its tokenizer {len(tokenizer)} tokens: ids from {rows} "
+            "on could not be scored"
+        )
+
+
+def check_weights(spec: str, tokenizer, *, trust_remote_code: bool = False) -> None:
+    """Everything about a local model's weights that can be refused before a job: damaged
+    files, weights that do not fit the config, a vocabulary smaller than the tokenizer's.
+    The model is built on the meta device, so no weight is read into memory. Hub models
+    are checked when a worker loads them."""
+    from transformers import AutoModelForCausalLM
+
+    if local_path(spec) is None:
+        return
+    model, info = _pretrained(
+        AutoModelForCausalLM, spec, "model", trust_remote_code, device_map="meta", output_loading_info=True
+    )
+    _check_loaded(spec, info)
+    check_vocabulary(spec, model, tokenizer)
 
 
 def vocab_fingerprint(tokenizer) -> str:

@@ -100,6 +100,10 @@ class Claim:
     def complete(self, **extra) -> None:
         write_json(join(self.path, MARKER), {"kind": self.kind, "status": "complete", **extra})
 
+    def reopen(self) -> None:
+        """A complete directory is being changed again (a resumed run redoing a chunk)."""
+        write_json(join(self.path, MARKER), {"kind": self.kind, "status": "running"})
+
 
 def _inside(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
@@ -197,6 +201,41 @@ def _claim_remote(out: str, kind: str, overwrite: bool, resume: bool) -> Claim:
         FileSystems.delete(existing)
     write_json(join(out, MARKER), {"kind": kind, "status": "running"})
     return Claim(out, kind)
+
+
+def owner(path: Path) -> Path | None:
+    """The nearest directory at or above `path` that refsift made (holds a marker), if any."""
+    for directory in (path, *path.parents):
+        if (directory / MARKER).is_file():
+            return directory
+    return None
+
+
+PAGE_SIGNATURE = b"<meta name='generator' content='refsift"
+
+
+def claim_file(out: str, *, default_name: str = "report.html") -> Path:
+    """A path refsift may write a page to: a new file, or a page refsift wrote before (its
+    generator tag says so), never through a symbolic link, and never inside a directory
+    refsift made (a run, a selection, ...) except as that directory's own `default_name`.
+    So a page can overwrite neither a shard, a catalog, an input nor a user's file."""
+    path = Path(local_path(out)).expanduser()
+    if path.is_symlink():
+        raise RefsiftError(f"{out} is a symbolic link: refusing to write through it")
+    if path.exists():
+        if not path.is_file():
+            raise RefsiftError(f"{out} is not a file")
+        with open(path, "rb") as handle:
+            head = handle.read(2048)
+        if PAGE_SIGNATURE not in head:
+            raise RefsiftError(f"{out} exists and is not a page refsift wrote: refusing to overwrite it")
+    resolved = path.resolve()
+    home = owner(resolved.parent)
+    if home is not None and resolved != home / default_name:
+        raise RefsiftError(
+            f"{out} lies inside {home}, which refsift made: write the page outside it (or as {home / default_name})"
+        )
+    return resolved
 
 
 def require(directory: str, kind: str | tuple[str, ...]) -> dict:

@@ -31,5 +31,7 @@ def open_page(path: Path) -> dict:
         seen["token_texts"] = page.locator(".tokens").all_text_contents()  # shown or folded away
         seen["scripts"] = page.locator("script").count()
         seen["title"] = page.title()
+        page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        seen["unfolded_text"] = page.inner_text("body")  # as shown once every <details> is opened
         browser.close()
     return seen

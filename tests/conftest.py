@@ -3,6 +3,10 @@ bundled corpora (seconds), and small corpora written into temporary directories.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import subprocess
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -51,6 +55,22 @@ def foreign_model(models_dir):
     """A model whose tokenizer has a different vocabulary."""
     other = tiny.train_tokenizer(corpora.documents("german")[:40], vocab_size=300)
     return str(tiny.save(tiny.new_model(other), other, models_dir / "foreign"))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """`refsift ARGS` in this process (a new one costs seconds of imports): its exit code and
+    everything it printed, as `subprocess.run` reports a child's."""
+    from refsift import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit:  # --help, --version and argparse's own errors
+            code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 2
+            if isinstance(exit.code, str):
+                err.write(exit.code)
+    return subprocess.CompletedProcess(["refsift", *args], code, out.getvalue(), err.getvalue())
 
 
 def held_out(domain: str, n: int, start: int = HELD_OUT) -> list[str]:

@@ -1,17 +1,15 @@
 """The command line: one-line errors, read-only SQL, text and Hugging Face inputs."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from refsift import catalog, cli
-from tests.conftest import held_out, write_jsonl
+from tests.conftest import held_out, run_cli, write_jsonl
 
 
 def refsift(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "refsift.cli", *args], capture_output=True, text=True)
+    proc = run_cli(*args)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

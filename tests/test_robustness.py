@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import refsift
 from refsift import catalog, cli, rundir
-from tests.conftest import held_out, write_jsonl
+from tests.conftest import held_out, run_cli, write_jsonl
 
 GOOD = held_out("prose", 8, start=170)
 
@@ -273,7 +273,7 @@ def test_wrong_commands_are_one_line_errors(args, message, small_run, prose_mode
     (remote / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "x.Model"}}))
     values = dict(data=small_run.parent / "prose.jsonl", model=prose_model, remote=remote, run=small_run)
     argv = [a.format(**values) for a in args] + ["--out", str(tmp_path / "out")]
-    proc = subprocess.run([sys.executable, "-m", "refsift.cli", *argv], capture_output=True, text=True)
+    proc = run_cli(*argv)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from refsift.corpus.formats import ReadError
+from refsift.corpus.formats import ReadError, TooLarge
 from refsift.corpus.tasks import source_name
 from refsift.schemas.rejected import RECORD_LIMIT
 
@@ -107,6 +107,8 @@ def parse(payload, fmt: str, fields: Fields) -> dict | tuple[str, str | None] | 
     blank line (not a record)."""
     if isinstance(payload, ReadError):
         return "read_error", payload.detail
+    if isinstance(payload, TooLarge):
+        return "too_large", f"{payload.size:,} bytes, more than --max-record-bytes {payload.limit:,}"
     if isinstance(payload, bytes):
         if not payload.strip():
             return None  # a blank line, or an empty file: no record
@@ -147,13 +149,37 @@ def parse(payload, fmt: str, fields: Fields) -> dict | tuple[str, str | None] | 
     id_value = record.get(fields.id or "id")
     if id_value is None and fields.id is not None:
         return "missing_id", f"no {fields.id!r} field"
-    found["id"] = None if id_value is None else str(id_value)
+    found["id"] = None if id_value is None else id_text(id_value)
     source = record.get(fields.source) if fields.source else None
     found["source"] = None if source is None else str(source)
     contents = [m[k] for m in found["messages"] or [] for k in ("role", "content")]
     if not _encodable(found["text"], found["prompt"], found["id"], found["source"], *contents):
         return "invalid_unicode", "a lone surrogate (\\ud800-\\udfff) that UTF-8 cannot encode"
     return found
+
+
+def id_text(value) -> str:
+    """An id as text: a string as it is, anything else as its JSON text (`1`, `true`,
+    `[1,2]`). Ids compare as text, so the number 1 and the string "1" are one id: the later
+    record is a `duplicate_id` rejection that names where the first one is."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (ValueError, RecursionError):
+        return repr(value)
+
+
+def raw_record(payload) -> bytes | dict | str:
+    """What a rejection keeps of a payload: its bytes, its columns, or the start of a record
+    too large to keep."""
+    if isinstance(payload, ReadError):
+        return b""
+    if isinstance(payload, TooLarge):
+        return payload.head
+    return payload
 
 
 def default_id(path: str, row: int) -> str:

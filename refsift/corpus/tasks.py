@@ -37,7 +37,8 @@ _SUFFIXES = {
     ".md": "text",
     ".text": "text",
 }
-_COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".lz4", ".xz")
+_COMPRESSED = (".gz", ".bz2", ".zst", ".zstd", ".deflate", ".xz", ".lzma")
+_UNSUPPORTED = (".lz4", ".snappy", ".br", ".zip", ".7z", ".tar")  # would be read as raw bytes: refused
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def plan_tasks(
         raise RefsiftError("--task-size must be positive")
     tasks: list[Task] = []
     identity: list[dict] = []
+    given: dict[str, str] = {}  # file -> the pattern that matched it
 
     def add(path, fmt, start=0, end=None, first_row=0, size=0):
         tasks.append(Task(len(tasks), path, fmt, start, end, first_row, size))
@@ -180,6 +182,15 @@ def plan_tasks(
             continue
         for meta in match(pattern):
             path, size = meta.path, meta.size_in_bytes
+            if path in given:
+                twice = "twice" if given[path] == pattern else f"by {given[path]} and by {pattern}"
+                raise RefsiftError(f"input {path} is given {twice}: each file may be read once")
+            given[path] = pattern
+            if path.lower().endswith(_UNSUPPORTED):
+                raise RefsiftError(
+                    f"input {path}: refsift cannot read {PurePosixPath(path).suffix} files; decompress it "
+                    "(gzip, bzip2, xz, zstd and deflate are read as they are)"
+                )
             identity.append({"path": path, "size": size, "mtime": meta.last_updated_in_seconds})
             fmt = format if format != "auto" else (detect_format(path) or "jsonl")
             _check_format(path, fmt)

@@ -26,6 +26,7 @@ EOS (`stop_at_eos=False`, 255 new tokens after BOS).
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -116,6 +117,8 @@ class _Stepper:
 
     def __init__(self, model, ids, mask, use_cache: bool):
         self.model, self.use_cache = model, use_cache
+        # transformers 5.2x renamed the key-value cache argument (and output) from past_key_values to cache
+        self.cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.ids, self.mask, self.past = ids, mask, None
 
     def logprobs(self):
@@ -130,11 +133,11 @@ class _Stepper:
             input_ids=ids,
             attention_mask=self.mask,
             position_ids=positions,
-            past_key_values=self.past if self.use_cache else None,
             use_cache=self.use_cache,
+            **{self.cache_name: self.past if self.use_cache else None},
         )
         if self.use_cache:
-            self.past = out.past_key_values
+            self.past = out[self.cache_name]
         return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
 
     def append(self, tokens, keep_rows=None):

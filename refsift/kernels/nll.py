@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 CHUNK_BYTES = {"cpu": 8 * 2**20, "accelerator": 256 * 2**20}
+CPU_BATCH_TOKENS = 4096  # padded tokens of one forward pass on a CPU at most (see window_nll)
 
 
 def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_bytes: int | None = None):
@@ -62,18 +63,28 @@ def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_byte
     return nll
 
 
-def window_nll(model, windows, max_tokens: int, pad_id: int, on_batch=None):
+def window_nll(model, windows, batch_size: int, max_length: int, pad_id: int, on_batch=None):
     """Float32 loss per fed token of `windows` (`refsift.kernels.windows.Windows`) under
-    `model`, NaN where not scored: length-sorted batches of at most `max_tokens` padded
-    tokens, one transfer to the host per batch. `on_batch(scored tokens)` after each."""
+    `model`, NaN where not scored, in length-sorted batches with one transfer to the host
+    per batch. `on_batch(scored tokens)` after each.
+
+    A batch holds at most `batch_size` x `max_length` padded tokens: short windows are
+    packed up to that budget. On a CPU the budget is also at most `CPU_BATCH_TOKENS`,
+    because there the cost per token grows with the tokens of a forward pass once its
+    activations outgrow the caches: on 2 cores a 6-layer, 384-wide GPT-2 scored 4,137
+    tokens a second in batches of 2,048 tokens, 4,034 in batches of 4,096 and 3,139 in
+    batches of 8,192 (benchmarks/score_throughput.py has the shapes)."""
     import numpy as np
     import torch
 
     from refsift.kernels.windows import length_batches, padded
 
     device = next(model.parameters()).device
+    budget = batch_size * max_length
+    if device.type == "cpu":
+        budget = min(budget, CPU_BATCH_TOKENS)
     nll = np.full(len(windows.token_ids), np.nan, dtype=np.float32)
-    for index in length_batches(windows.lengths, max_tokens):
+    for index in length_batches(windows.lengths, budget):
         ids, cells, targets, flat = padded(windows, index, pad_id)
         out = token_nll(
             model,

@@ -26,7 +26,7 @@ def section(attribution: list[dict], documents: list[dict], *, title: str = "Whe
     for target in targets:
         rows = sorted((r for r in attribution if r["target"] == target), key=lambda r: r["rank"])
         label = "all samples" if target == "all" else target
-        parts.append(f"<h3>Target: {h.esc(label)}</h3>")
+        parts.append(f"<h3>Target: {h.user(label)}</h3>")
         chart = h.bars([(r["source"], r["influence"]) for r in rows], label="influence (rise in nats per token)")
         table = h.table(
             ["rank", "source", "influence", "loss before", "loss after", "documents"],
@@ -43,13 +43,13 @@ def section(attribution: list[dict], documents: list[dict], *, title: str = "Whe
         if risen:
             items = "".join(_document(d) for d in risen)
             parts.append(
-                f"<details><summary>Documents of <b>{h.esc(top)}</b> whose loss rose most</summary>{items}</details>"
+                f"<details><summary>Documents of <b>{h.user(top)}</b> whose loss rose most</summary>{items}</details>"
             )
     return "".join(parts)
 
 
 def _document(d: dict) -> str:
-    meta = h.esc(f"{d['doc_id']} · loss {d['rise']:+.3f} nats/token after unlearning")
+    meta = f"{h.user(d['doc_id'])} · loss {d['rise']:+.3f} nats/token after unlearning"
     text = d["text"][:400] + ("…" if len(d["text"]) > 400 else "")
     return f"<div class='sample'><div class='meta'>{meta}</div><div class='tokens'>{h.esc(text)}</div></div>"
 

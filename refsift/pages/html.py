@@ -1,14 +1,22 @@
 """Building blocks for self-contained report pages: no scripts, fonts or requests.
 
-Every piece of model-generated or data text goes through `esc`. The page carries a
+Every piece of model-generated or data text goes through `esc`, which also shows control
+characters (NUL, ESC, C1) and bidirectional controls (U+202E and its kin) as visible
+marks, so stored text can neither hide nor reorder what is around it; text from users
+shown inline (ids, sources, file names) goes through `user`, which isolates it in a
+`<bdi>` so that right-to-left text does not move the numbers beside it. The page carries a
 Content-Security-Policy that forbids scripts and any network access, so even a missed
-escape could not run code or phone home.
+escape could not run code or phone home. A page names refsift as its generator, which is
+how refsift recognises a file it may write over (`refsift.rundir.claim_file`).
 """
 
 from __future__ import annotations
 
 import html
 import math
+import re
+
+import refsift
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -28,8 +36,26 @@ code { background: #f4f4f4; padding: 0 .2em; }
 """
 
 
+GENERATOR = "refsift"
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match) -> str:
+    c = ord(match.group())
+    if c < 0x20:
+        return chr(0x2400 + c)  # the Control Pictures block: U+241B for ESC, U+2400 for NUL
+    return "\u2421" if c == 0x7F else f"\u27e8U+{c:04X}\u27e9"
+
+
 def esc(text) -> str:
-    return html.escape(str(text), quote=True)
+    """`text` escaped for HTML (content or attribute), control characters made visible."""
+    return html.escape(_CONTROL.sub(_visible, str(text)), quote=True)
+
+
+def user(text) -> str:
+    """Inline text from data (an id, a source, a path): escaped, and isolated from the
+    direction of what is around it."""
+    return f"<bdi>{esc(text)}</bdi>"
 
 
 def page(title: str, body: str) -> str:
@@ -37,6 +63,7 @@ def page(title: str, body: str) -> str:
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<meta name='generator' content='{GENERATOR} {esc(refsift.__version__)}'>"
         f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
 
@@ -76,7 +103,7 @@ def table(columns: list[str], rows: list[list]) -> str:
             return f"<td class='num'>{value:.4g}</td>"
         if isinstance(value, int):
             return f"<td class='num'>{value}</td>"
-        return f"<td>{esc(value)}</td>"
+        return f"<td>{user(value)}</td>"
 
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)

@@ -179,11 +179,12 @@ def _sample_html(s: dict, scale: float) -> str:
     meta = [s["mode"], f"mean contrast {s['mean_contrast']:.3f}" if s["mean_contrast"] is not None else ""]
     if s["iteration"] is not None:
         meta.insert(1, f"iteration {s['iteration']}")
+    meta = [h.esc(m) for m in meta if m]
     if s["prompt"]:
-        meta.append(f"prompt: {s['prompt']}")
+        meta.append(f"prompt: {h.user(s['prompt'])}")
     meta.append(f"{s['n_tokens']} tokens" + ("" if s["finished"] else ", cut at max length"))
     return (
-        f"<div class='sample' id='{h.esc(s['id'])}'><div class='meta'>{h.esc(' · '.join(m for m in meta if m))}</div>"
+        f"<div class='sample' id='{h.esc(s['id'])}'><div class='meta'>{' · '.join(meta)}</div>"
         f"{h.shaded_tokens(tokens, scale)}</div>"
     )
 

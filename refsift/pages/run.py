@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from refsift import catalog
+from refsift import catalog, rundir
 from refsift.errors import RefsiftError
 from refsift.pages import html as h
 from refsift.schemas import DERIVED_SCORES
@@ -40,7 +40,7 @@ def _distributions(con, columns: list[str], sources: list[str]) -> str:
             finite = [v for v in values if v is not None and math.isfinite(v)]
             mean = sum(finite) / len(finite) if finite else float("nan")
             cells.append(
-                f"<div><b>{h.esc(source)}</b> mean {mean:.3f}<br>"
+                f"<div><b>{h.user(source)}</b> mean {mean:.3f}<br>"
                 f"{h.histogram(finite, lo=lo, hi=hi, width=220, height=90, bins=16)}</div>"
             )
         parts.append(f"<h3>{h.esc(column)}</h3><div class='row'>{''.join(cells)}</div>")
@@ -52,7 +52,7 @@ def _scatter(con, sources: list[str]) -> str:
     colors = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(sources)}
     points = [(x, y) for _, x, y in rows]
     svg = h.scatter(points, x_label="nll_model", y_label="nll_reference", colors=[colors[s] for s, _, _ in rows])
-    legend = " ".join(f"<span style='color:{c}'>●</span> {h.esc(s)}" for s, c in colors.items())
+    legend = " ".join(f"<span style='color:{c}'>●</span> {h.user(s)}" for s, c in colors.items())
     return (
         "<h2>nll_model against nll_reference</h2><p>One dot per document. Below the diagonal the reference "
         "model finds a document easier than the model to train: high excess loss, worth learning (Rho-1, "
@@ -95,7 +95,7 @@ def _extremes(con, columns: list[str], has_reference: bool, per_end: int) -> str
             else:  # the page is big enough: the rest without per-token spans
                 cut = " …" if len(text) > 300 else ""
                 body = f"<div class='tokens'>{h.esc(text[:300] + cut)}</div>"
-            meta = h.esc(f"{doc_id} · {source} · {column} = {value:.4f}")
+            meta = f"{h.user(doc_id)} · {h.user(source)} · {h.esc(column)} = {value:.4f}"
             docs += f"<div class='sample'><div class='meta'>{meta}</div>{body}</div>"
         parts.append(f"<details><summary><b>{h.esc(column)}</b>: {label} {len(rows)}</summary>{docs}</details>")
     return "".join(parts)
@@ -173,7 +173,7 @@ def render(run_dir: str, *, per_end: int = 3) -> str:
 
 
 def write(run_dir: str, out: str | None = None) -> Path:
-    path = Path(out or Path(run_dir) / "report.html")
+    path = rundir.claim_file(out or str(Path(run_dir) / "report.html"))
     page = render(run_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

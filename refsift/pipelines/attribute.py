@@ -32,9 +32,9 @@ import pyarrow.parquet as pq
 import refsift
 from refsift import catalog, models, rundir
 from refsift.chunk import Chunk
+from refsift.config import CorpusOptions
 from refsift.corpus.formats import chunked, payloads
-from refsift.corpus.records import Fields
-from refsift.corpus.tasks import plan_tasks
+from refsift.corpus.tasks import plan_tasks, source_name
 from refsift.errors import RefsiftError
 from refsift.kernels.encode import prefix_id
 from refsift.kernels.nll import window_nll
@@ -49,8 +49,8 @@ ALL = "all"
 DEFAULTS = {"untrac": {"steps": None, "batch_size": 1}, "untrac-inv": {"steps": 50, "batch_size": 256}}
 
 
-@dataclass(frozen=True)
-class AttributeConfig:
+@dataclass(frozen=True, kw_only=True)
+class AttributeConfig(CorpusOptions):
     """What to attribute. See `refsift attribute --help` for each field."""
 
     model: str
@@ -66,14 +66,6 @@ class AttributeConfig:
     max_grad_norm: float = 0.0
     source_samples: int = 256  # documents per source; 0 = all
     target_samples: int = 0  # documents of the target; 0 = all
-    format: str = "auto"
-    text_field: str = "text"
-    id_field: str | None = None
-    source_field: str | None = None
-    prompt_field: str | None = None
-    messages_field: str | None = None
-    text_per_line: bool = False
-    hf_split: str = "train"
     prefix: str = "auto"
     max_length: int = 512
     context: int = 64
@@ -84,6 +76,7 @@ class AttributeConfig:
     overwrite: bool = False
 
     def __post_init__(self):
+        super().__post_init__()
         if self.method not in METHODS:
             raise RefsiftError(f"--method must be one of {', '.join(METHODS)}")
         if not self.targets or not self.sources:
@@ -108,25 +101,37 @@ class AttributeConfig:
             seed=self.seed,
         )
 
-    @property
-    def fields(self) -> Fields:
-        return Fields(self.text_field, self.id_field, self.source_field, self.prompt_field, self.messages_field)
-
 
 def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, role: str) -> tuple[dict[str, list[dict]], Counter]:
     """Documents of `inputs` by source (a seeded sample of at most `limit` per source when
     `limit` > 0), and the records that were not documents, counted by reason and named in a
-    warning. `role` ("target" or "sources") names the set and seeds its sample."""
+    warning. `role` ("target" or "sources") names the set and seeds its sample.
+
+    Refuses, in one line, an input file that yields no document (a wrong --text-field, say:
+    its source would silently vanish from the ranking) and two files that would merge into
+    one source because their names share a stem.
+    """
     tasks, _ = plan_tasks(inputs, format=cfg.format, text_per_line=cfg.text_per_line, task_size=2**62)
+    if not cfg.source_field and role == "sources":
+        by_name: dict[str, str] = {}
+        for task in tasks:
+            name = source_name(task.input)
+            if by_name.setdefault(name, task.input) != task.input:
+                raise RefsiftError(
+                    f"sources {by_name[name]} and {task.input} would both be source {name!r} (a source is named by "
+                    "its file's stem): rename one, or name sources with --source-field"
+                )
     rng = random.Random(f"{cfg.seed}:{role}")
     kept: dict[str, list[dict]] = {}
     seen: dict[str, int] = {}
     rejected: Counter = Counter()
     for task in tasks:
-        items = payloads(task, cfg.fields.columns(), per_line=cfg.text_per_line, split=cfg.hf_split)
+        items = payloads(task, cfg.fields.columns(), cfg.reading)
+        documents, lost = 0, Counter()
         for index, final, part in chunked(items, 2**20):
             chunk = read_chunk(task, index, final, part, cfg.fields, 0, {})
-            rejected.update(row["reason"] for row in chunk.rejected)
+            lost.update(row["reason"] for row in chunk.rejected)
+            documents += len(chunk.documents)
             for doc in chunk.documents:  # reservoir sampling: every document equally likely to stay
                 name = doc["source"]
                 seen[name] = seen.get(name, 0) + 1
@@ -135,6 +140,11 @@ def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, role: str) ->
                     bucket.append(doc)
                 elif (j := rng.randrange(seen[name])) < limit:
                     bucket[j] = doc
+        if not documents:
+            why = ", ".join(f"{reason} {n}" for reason, n in sorted(lost.items())) or "it is empty"
+            what = "target" if role == "target" else "source"
+            raise RefsiftError(f"{what} {task.input} yields no document ({why}): check --text-field and --format")
+        rejected.update(lost)
     if rejected:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
         log.warning("%s: %d records are not documents and were left out (%s)", role, rejected.total(), reasons)
@@ -164,7 +174,7 @@ def prepare(name: str, documents: list[dict], tokenizer, prefix: int | None, cfg
 def losses(model, prepared: Prepared, cfg: AttributeConfig, pad: int) -> tuple[float, np.ndarray, np.ndarray]:
     """(nats per scored token over the set, nats per document, scored tokens per document)."""
     w = prepared.chunk.windows
-    nll = window_nll(model, w, cfg.batch_size * cfg.max_length, pad)
+    nll = window_nll(model, w, cfg.batch_size, cfg.max_length, pad)
     totals = w.document_sums(len(prepared.documents), nll)
     counts = w.document_sums(len(prepared.documents))
     return float(totals.sum() / counts.sum()), totals, counts
@@ -247,7 +257,9 @@ def load(cfg: AttributeConfig):
     """The model, in float32 (unlearning at 5e-5 vanishes in bf16 rounding), and its tokenizer."""
     models.check_device(cfg.device)
     tokenizer = models.load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    model = models.load_model(cfg.model, device=cfg.device, dtype="float32", trust_remote_code=cfg.trust_remote_code)
+    model = models.load_model(
+        cfg.model, device=cfg.device, dtype="float32", trust_remote_code=cfg.trust_remote_code, tokenizer=tokenizer
+    )
     return model, tokenizer
 
 
@@ -258,17 +270,15 @@ def run(cfg: AttributeConfig) -> dict:
     started = time.time()
     if not rundir.is_local(cfg.out):
         raise RefsiftError("attributions are written to a local directory")
+    target_docs, target_rejected = read_sets(
+        list(cfg.targets), replace(cfg, source_field=None), cfg.target_samples, "target"
+    )
+    targets = {ALL: [d for docs in target_docs.values() for d in docs]}
+    sources, source_rejected = read_sets(list(cfg.sources), cfg, cfg.source_samples, "sources")
+    model, tokenizer = load(cfg)
     protect = [*cfg.targets, *cfg.sources, models.resolve(cfg.model)]
     with rundir.claim(cfg.out, kind="attribution", overwrite=cfg.overwrite, protect=protect) as claim:
         cfg = replace(cfg, out=claim.path)
-        target_docs, target_rejected = read_sets(
-            list(cfg.targets), replace(cfg, source_field=None), cfg.target_samples, "target"
-        )
-        targets = {ALL: [d for docs in target_docs.values() for d in docs]}
-        sources, source_rejected = read_sets(list(cfg.sources), cfg, cfg.source_samples, "sources")
-        if not targets[ALL] or not sources:
-            raise RefsiftError("the target and the sources must hold documents")
-        model, tokenizer = load(cfg)
         attribution, documents = attribute(model, tokenizer, targets, sources, cfg)
         write_tables(cfg.out, attribution, documents)
         record = {

@@ -272,7 +272,13 @@ def run(
     ranked = sorted((r for r in report["attribution"] if r["target"] == "all"), key=lambda r: r["rank"])
     results["attribution"] = [r["source"] for r in ranked]
     echo("   where it came from (UnTrac-Inv: loss rise of each source after unlearning the CGE samples):")
-    echo("   " + ", ".join(f"{r['source']} {r['influence']:+.3f}" for r in ranked))
+    echo("   all samples: " + ", ".join(f"{r['source']} {r['influence']:+.3f}" for r in ranked))
+    results["attribution_by_group"] = group_attribution(report, classifier)
+    for g in results["attribution_by_group"]:
+        echo(
+            f"   {g['group']} ({g['samples']} samples, mostly {g['domain']}): {g['sources'][0]} "
+            f"{g['influences'][0]:+.3f}, then {g['sources'][1]} {g['influences'][1]:+.3f}"
+        )
 
     echo("\n6. refsift report run")
     run_report = api.report(run_dir)
@@ -294,6 +300,31 @@ def run(
         echo(f"   {name:<22} {path}")
     (root / "demo.json").write_text(json.dumps(results, indent=1, default=str))
     return results
+
+
+def group_attribution(report: dict, classifier: DomainClassifier) -> list[dict]:
+    """For each group of CGE samples the report attributed: its size, the domain most of its
+    samples belong to (the n-gram classifier), and its sources by influence."""
+    texts = {s["id"]: s["text"] for s in report["samples"]}
+    groups = report["summary"]["groups"]["groups"]
+    out = []
+    for k, group in enumerate(groups, start=1):
+        name = f"group {k}"
+        rows = sorted((r for r in report["attribution"] if r["target"] == name), key=lambda r: r["rank"])
+        members = [texts[i] for i in group["target"] if texts.get(i, "").strip()]
+        if not rows or not members:
+            continue
+        labels = rates([classifier.predict(t) for t in members])
+        out.append(
+            {
+                "group": name,
+                "samples": len(members),
+                "domain": max(labels, key=labels.get),
+                "sources": [r["source"] for r in rows],
+                "influences": [r["influence"] for r in rows],
+            }
+        )
+    return out
 
 
 def write_index(root: Path, results: dict) -> None:

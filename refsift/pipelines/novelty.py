@@ -26,10 +26,10 @@ import pyarrow.parquet as pq
 
 import refsift
 from refsift import catalog, models, rundir
+from refsift.engine import pipeline_options
 from refsift.errors import RefsiftError
 from refsift.kernels.contrastive import DecodeSettings
 from refsift.pages.html import covering_pieces
-from refsift.pipelines.score import pipeline_options
 from refsift.schemas import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA, SAMPLES_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.contrastive_sampler import ContrastiveSampler

@@ -38,22 +38,20 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
 import apache_beam as beam
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.pvalue import AsDict, AsSingleton
 
 import refsift
-from refsift import catalog, models, progress, rundir
+from refsift import catalog, engine, models, progress, rundir
 from refsift.config import RUNTIME_SETTINGS, ScoreConfig
 from refsift.corpus.tasks import Task, is_saved_dataset, plan_tasks
 from refsift.errors import RefsiftError
 from refsift.schemas import REJECTED_SCHEMA, examples_schema, tokens_schema
 from refsift.transforms import ReadCorpus, ScoreTokens, SummarizeExamples, TokenizeWindows
-from refsift.transforms.commit_chunks import MARKERS, TABLES, CommitChunks
+from refsift.transforms.commit_chunks import TABLES, CommitChunks
 from refsift.transforms.index_corpus import IndexCorpus
 
-PLAN = "_plan.json"
 log = logging.getLogger("refsift")
 
 
@@ -67,9 +65,7 @@ def build(pipeline: beam.Pipeline, cfg: ScoreConfig, tasks: list[Task], done: di
     complete = {t for t, chunks in done.items() if chunks == {"all"}}
     roles = list(cfg.roles)
     everything = pipeline | "Tasks" >> beam.Create(tasks) | "Distribute" >> beam.Reshuffle()
-    index = everything | "IndexCorpus" >> IndexCorpus(
-        fields=cfg.fields, text_per_line=cfg.text_per_line, hf_split=cfg.hf_split
-    )
+    index = everything | "IndexCorpus" >> IndexCorpus(fields=cfg.fields, reading=cfg.reading)
     index["records"] | "RecordTotal" >> beam.Map(lambda n: progress.write_total(cfg.out, n))
     chunks = (
         everything
@@ -80,8 +76,7 @@ def build(pipeline: beam.Pipeline, cfg: ScoreConfig, tasks: list[Task], done: di
             first_rows=AsSingleton(index["first_rows"]),
             duplicates=AsDict(index["duplicates"]),
             chunk_size=cfg.chunk_size,
-            text_per_line=cfg.text_per_line,
-            hf_split=cfg.hf_split,
+            reading=cfg.reading,
             done={t: c for t, c in done.items() if t not in complete},
         )
         | "TokenizeWindows"
@@ -118,23 +113,6 @@ def resolve_format(cfg: ScoreConfig) -> ScoreConfig:
     return cfg
 
 
-def pipeline_options(beam_args: list[str]) -> PipelineOptions:
-    """Beam options from the arguments refsift passed through; DirectRunner unless told.
-
-    Beam only logs a warning for an option it does not know, so a typo such as
-    `--max-lenght` would be lost silently: unknown options are refused here instead.
-    """
-    parsers = []
-    PipelineOptions(beam_args).get_all_options(add_extra_args_fn=parsers.append)
-    _, unknown = parsers[0].parse_known_args(beam_args)
-    unknown = [arg for arg in unknown if arg.startswith("-")]
-    if unknown:
-        raise RefsiftError(f"unrecognized arguments: {' '.join(unknown)}")
-    if not any(arg.startswith("--runner") for arg in beam_args):
-        beam_args = ["--runner=DirectRunner", *beam_args]
-    return PipelineOptions(beam_args)
-
-
 def check_models(cfg: ScoreConfig) -> dict:
     """Everything about the roles that can be refused before any work: tokenizers shared,
     loadable and able to encode, the prefix and the chat template available, windows within
@@ -151,6 +129,7 @@ def check_models(cfg: ScoreConfig) -> dict:
     if cfg.messages_field and not tokenizer.chat_template:
         raise RefsiftError(f"--messages-field: the tokenizer of {cfg.model} has no chat template")
     for role, spec in cfg.roles.items():
+        models.check_weights(spec, tokenizer, trust_remote_code=cfg.trust_remote_code)
         limit = models.position_limit(spec, trust_remote_code=cfg.trust_remote_code)
         if limit is not None and cfg.max_length > limit:
             raise RefsiftError(f"--max-length {cfg.max_length} is more than {spec} ({role}) takes: at most {limit}")
@@ -205,87 +184,6 @@ def differences(saved: dict, current: dict) -> list[str]:
     return found
 
 
-def read_markers(out: str) -> list[dict]:
-    markers = []
-    for meta in FileSystems.match([rundir.join(out, MARKERS, "*.json")])[0].metadata_list:
-        markers.append(rundir.read_json(meta.path))
-    return sorted(markers, key=lambda m: (m["task"], m["chunk"]))
-
-
-def committed(markers: list[dict]) -> dict[int, set]:
-    """Task -> its committed chunk indices, or {"all"} for a task whose every chunk is."""
-    by_task: dict[int, list[dict]] = {}
-    for marker in markers:
-        by_task.setdefault(marker["task"], []).append(marker)
-    done = {}
-    for task, found in by_task.items():
-        chunks = {m["chunk"] for m in found}
-        final = [m["chunk"] for m in found if m["final"]]
-        done[task] = {"all"} if final and chunks == set(range(final[0] + 1)) else chunks
-    return done
-
-
-def _files(out: str, table: str) -> set[str]:
-    found = FileSystems.match([rundir.join(out, table, "*")])[0].metadata_list
-    return {m.path.rsplit("/", 1)[-1] for m in found}
-
-
-def tidy(out: str, markers: list[dict]) -> None:
-    """Before resuming: removes what a killed attempt left half done (shards of chunks that
-    have no marker, temporary files) and its progress files."""
-    expected = {table: {m["files"][table] for m in markers if table in m["files"]} for table in TABLES}
-    stale = []
-    for table in TABLES:
-        stale += [rundir.join(out, table, name) for name in _files(out, table) - expected[table]]
-    stale += [m.path for m in FileSystems.match([rundir.join(out, progress.DIRECTORY, "*")])[0].metadata_list]
-    stale += [m.path for m in FileSystems.match([rundir.join(out, MARKERS, "*.tmp")])[0].metadata_list]
-    if stale:
-        FileSystems.delete(stale)
-
-
-def _rows(path: str) -> int:
-    with FileSystems.open(path) as handle:
-        return pq.read_metadata(handle).num_rows
-
-
-def verify(out: str, tasks: list[Task], markers: list[dict]) -> dict:
-    """The run's counts, checked: every task complete, every shard present with the rows its
-    marker says, no stray shard, and read = scored + rejected."""
-    done = committed(markers)
-    unfinished = [t.index for t in tasks if done.get(t.index) != {"all"}]
-    if unfinished:
-        raise RefsiftError(f"{len(unfinished)} of {len(tasks)} tasks did not finish; run again with --resume")
-    for table in TABLES:
-        expected = {m["files"][table] for m in markers if table in m["files"]}
-        if _files(out, table) != expected:
-            raise RefsiftError(f"{out}/{table} holds shards that no completed chunk wrote; is another job writing it?")
-    for m in markers:
-        rejected = sum(m["rejected"].values())
-        for table, rows in (("examples", m["scored"]), ("rejected", rejected)):
-            if table in m["files"] and _rows(rundir.join(out, table, m["files"][table])) != rows:
-                raise RefsiftError(f"{out}/{table}/{m['files'][table]} does not hold the {rows} rows it should")
-    reasons: dict[str, int] = {}
-    for m in markers:
-        for reason, n in m["rejected"].items():
-            reasons[reason] = reasons.get(reason, 0) + n
-    counts = {
-        "read": sum(m["read"] for m in markers),
-        "scored": sum(m["scored"] for m in markers),
-        "rejected": sum(reasons.values()),
-        "rejected_by_reason": dict(sorted(reasons.items())),
-        "windows": sum(m["windows"] for m in markers),
-        "tokens_scored": sum(m["tokens_scored"] for m in markers),
-        "chunks": len(markers),
-    }
-    indexed = (rundir.read_json(rundir.join(out, progress.DIRECTORY, progress.TOTAL)) or {}).get("records")
-    if counts["read"] != counts["scored"] + counts["rejected"] or indexed != counts["read"]:
-        raise RefsiftError(
-            f"conservation failed: the index pass counted {indexed} records, the scoring pass read {counts['read']} "
-            f"= scored {counts['scored']} + rejected {counts['rejected']}"
-        )
-    return counts
-
-
 def write_catalog(out: str, roles: list[str]) -> None:
     """Builds the catalog on the launcher; a remote run gets a copy uploaded beside its shards."""
     schemas = table_schemas(roles)
@@ -296,8 +194,8 @@ def write_catalog(out: str, roles: list[str]) -> None:
     from refsift.transforms.commit_chunks import write_table
 
     for table, schema in schemas.items():  # every view needs a shard to read its columns from
-        if not _files(out, table):
-            write_table(schema.empty_table(), rundir.join(out, table, "part-empty.parquet"))
+        if not engine.files(out, table):
+            write_table(schema.empty_table(), rundir.join(out, table, catalog.EMPTY_SHARD))
     with tempfile.TemporaryDirectory() as tmp:
         path = catalog.build(tmp, schemas, views)
         with FileSystems.create(rundir.join(out, catalog.CATALOG)) as dst, open(path, "rb") as src:
@@ -305,18 +203,22 @@ def write_catalog(out: str, roles: list[str]) -> None:
 
 
 def _protected(cfg: ScoreConfig, identity: list[dict]) -> list[str]:
-    return [i["path"] for i in identity if rundir.is_local(i["path"])]
+    """What the run reads and must never be written over: its local inputs and models."""
+    local_models = [models.local_path(spec) for spec in cfg.roles.values()]
+    return [i["path"] for i in identity if rundir.is_local(i["path"])] + [m for m in local_models if m]
 
 
-def run(cfg: ScoreConfig, beam_args: list[str] = ()) -> dict:
+def run(cfg: ScoreConfig, beam_args: list[str] = (), on_start=None) -> dict:
     """Scores `cfg.inputs` into `cfg.out`, or finishes an interrupted run (`cfg.resume`);
-    returns the manifest (also written as manifest.json).
+    returns the manifest (also written as manifest.json). `on_start(cfg)` is called once
+    everything that can be refused has been checked, before the job starts.
 
-    Raises RefsiftError before any work for bad inputs, models or settings, and after the
-    run if its counts do not add up.
+    Raises RefsiftError before any work for bad inputs, models or settings; when the job
+    fails or is interrupted (saying how to resume); and after the job if its shards or
+    counts do not add up.
     """
     started = time.time()
-    options = pipeline_options(list(beam_args))
+    options = engine.pipeline_options(list(beam_args))
     cfg = resolve_format(cfg)
     tasks, identity = plan_tasks(
         list(cfg.inputs), format=cfg.format, text_per_line=cfg.text_per_line, task_size=cfg.task_size
@@ -331,6 +233,7 @@ def run(cfg: ScoreConfig, beam_args: list[str] = ()) -> dict:
         "settings": settings(cfg),
         "inputs": identity,
         "tasks": len(tasks),
+        "tables": list(TABLES),
         "runner": options.view_as(StandardOptions).runner,
         "versions": versions(),
     }
@@ -347,22 +250,26 @@ def run(cfg: ScoreConfig, beam_args: list[str] = ()) -> dict:
                 raise RefsiftError(
                     f"cannot resume {cfg.out}: {found[0]}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
                 )
-            if (rundir.marker(out) or {}).get("status") == "complete":
+            tasks = [Task(**t) for t in rundir.read_json(rundir.join(out, engine.PLAN))["tasks"]]
+            complete = (rundir.marker(out) or {}).get("status") == "complete"
+            kept = engine.read_markers(out)
+            markers = engine.resume_markers(out, TABLES)
+            if complete and len(markers) == len(kept):
                 return {**saved, "already_complete": True}
-            tasks = [Task(**t) for t in rundir.read_json(rundir.join(out, PLAN))["tasks"]]
-            markers = read_markers(out)
-            tidy(out, markers)
+            claim.reopen()
             manifest = {**saved, "resumed": saved.get("resumed", 0) + 1}
             log.info(f"resuming {cfg.out}: {len(markers)} chunks already committed")
         else:
-            rundir.write_json(rundir.join(out, PLAN), {"tasks": [t.to_json() for t in tasks]})
+            rundir.write_json(rundir.join(out, engine.PLAN), {"tasks": [t.to_json() for t in tasks]})
             rundir.write_json(rundir.join(out, "manifest.json"), {**manifest, "status": "running"})
+        if on_start:
+            on_start(cfg)
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, cfg, tasks, committed(markers))
+        build(pipeline, cfg, tasks, engine.committed(markers))
         done_before = sum(m["read"] for m in markers)
         with progress.Line(out, list(cfg.roles), done_before=done_before):
-            pipeline.run().wait_until_finish()
-        counts = verify(out, tasks, read_markers(out))
+            engine.run_job(pipeline, out)
+        counts = engine.verify(out, tasks, engine.read_markers(out), TABLES)
         write_catalog(out, list(cfg.roles))
         manifest.update(
             status="complete",

@@ -32,9 +32,9 @@ from apache_beam.pvalue import AsDict, AsSingleton
 
 import refsift
 from refsift import catalog, rundir
+from refsift.engine import pipeline_options
 from refsift.errors import RefsiftError
 from refsift.kernels import selection
-from refsift.pipelines.score import pipeline_options
 from refsift.schemas import EXPORT_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.fill_budget import FillBudget

@@ -19,6 +19,7 @@ REJECT_REASONS = (
     "duplicate_id",  # an id seen earlier (the first occurrence, by input and row, is kept)
     "too_short",  # nothing to score (one token without a prefix, or an empty response)
     "tokenizer_error",  # the tokenizer or the chat template failed on this record
+    "too_large",  # a record over --max-record-bytes (skipped without being read whole)
     "read_error",  # the input could not be read from here on (truncated or corrupt file)
 )
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 import apache_beam as beam
 
 from refsift.corpus import records
-from refsift.corpus.formats import payloads
+from refsift.corpus.formats import Reading, payloads
 
 
 class _IndexFn(beam.DoFn):
-    def __init__(self, fields, per_line: bool, hf_split: str):
-        self._fields, self._per_line, self._split = fields, per_line, hf_split
+    def __init__(self, fields, reading: Reading):
+        self._fields, self._reading = fields, reading
 
     def process(self, task):
         rows = records_read = 0
-        for row, payload in payloads(task, self._fields.columns(), per_line=self._per_line, split=self._split):
+        for row, payload in payloads(task, self._fields.columns(), self._reading):
             rows = row + 1
             parsed = records.parse(payload, task.format, self._fields)
             if parsed is None:
@@ -63,13 +63,12 @@ class IndexCorpus(beam.PTransform):
 
     Args:
       fields: the record fields (`refsift.corpus.records.Fields`).
-      text_per_line: text files hold one document per line.
-      hf_split: the split of a Hugging Face dataset.
+      reading: how records are read (`refsift.corpus.formats.Reading`).
     """
 
-    def __init__(self, *, fields, text_per_line: bool = False, hf_split: str = "train"):
+    def __init__(self, *, fields, reading: Reading = Reading()):
         super().__init__()
-        self._fn = _IndexFn(fields, text_per_line, hf_split)
+        self._fn = _IndexFn(fields, reading)
 
     def expand(self, tasks):
         out = tasks | "Scan" >> beam.ParDo(self._fn).with_outputs("counts", main="ids")

@@ -19,7 +19,7 @@ from apache_beam.metrics import Metrics
 
 from refsift.chunk import Chunk
 from refsift.corpus import records
-from refsift.corpus.formats import DEFAULT_CHUNK_SIZE, ReadError, chunked, payloads
+from refsift.corpus.formats import DEFAULT_CHUNK_SIZE, ReadError, Reading, chunked, payloads
 from refsift.corpus.records import Fields
 
 
@@ -34,7 +34,7 @@ def read_chunk(task, index: int, final: bool, items, fields: Fields, first_row: 
         if isinstance(parsed, tuple):
             reason, detail = parsed
             lost = payload.lost if isinstance(payload, ReadError) and payload.lost else 1
-            raw = b"" if isinstance(payload, ReadError) else payload
+            raw = records.raw_record(payload)
             chunk.rejected += [records.rejection(task.input, at + i, reason, raw, detail) for i in range(lost)]
             chunk.read += lost
             continue
@@ -50,15 +50,14 @@ def read_chunk(task, index: int, final: bool, items, fields: Fields, first_row: 
 
 
 class _ReadFn(beam.DoFn):
-    def __init__(self, fields, chunk_size, per_line, hf_split, done):
-        self._fields, self._chunk_size, self._per_line, self._split = fields, chunk_size, per_line, hf_split
-        self._done = done
+    def __init__(self, fields, chunk_size, reading, done):
+        self._fields, self._chunk_size, self._reading, self._done = fields, chunk_size, reading, done
         self._read = Metrics.counter("ReadCorpus", "documents_read")
 
     def process(self, task, first_rows, duplicates):
         first_row = task.first_row if task.first_row is not None else first_rows[task.index]
         done = self._done.get(task.index, ())
-        items = payloads(task, self._fields.columns(), per_line=self._per_line, split=self._split)
+        items = payloads(task, self._fields.columns(), self._reading)
         for index, final, chunk_items in chunked(items, self._chunk_size):
             if index in done:
                 continue
@@ -79,8 +78,7 @@ class ReadCorpus(beam.PTransform):
       duplicates: side input (AsDict) id -> position of its first occurrence, for ids
         that occur more than once (from `IndexCorpus`).
       chunk_size: bytes of input per chunk.
-      text_per_line: text files hold one document per line.
-      hf_split: the split of a Hugging Face dataset.
+      reading: how records are read (`refsift.corpus.formats.Reading`).
       done: task index -> chunk indices already committed (a resumed run skips them).
     """
 
@@ -91,14 +89,13 @@ class ReadCorpus(beam.PTransform):
         first_rows,
         duplicates,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        text_per_line: bool = False,
-        hf_split: str = "train",
+        reading: Reading = Reading(),
         done: dict[int, set[int]] | None = None,
     ):
         super().__init__()
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
-        self._fn = _ReadFn(fields, chunk_size, text_per_line, hf_split, done or {})
+        self._fn = _ReadFn(fields, chunk_size, reading, done or {})
         self._side = (first_rows, duplicates)
 
     def expand(self, tasks):

@@ -4,9 +4,9 @@ Model loading: a plain DoFn whose `setup()` takes the model from `Shared`, rathe
 RunInference. Scoring wants batches of similar length (padding is wasted compute), and
 RunInference's BatchElements groups by arrival order, not length; here a chunk's windows
 are sorted by length and packed into batches of at most `batch_size x max_length` padded
-tokens, so short windows share a forward pass. Losses come back to the host once per batch
-and are kept as float32 arrays. Chaining one ScoreTokens per role keeps each step one model
-and one output column.
+tokens (on a CPU, at most 4,096; see `refsift.kernels.nll.window_nll`).
+Losses come back to the host once per batch and are kept as float32 arrays. Chaining one
+ScoreTokens per role keeps each step one model and one output column.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from refsift.transforms.shared_models import shared_model, shared_tokenizer
 
 
 class _ScoreFn(beam.DoFn):
-    def __init__(self, role, model, max_tokens, device, dtype, trust_remote_code, run):
-        self._role, self._spec, self._max_tokens, self._run = role, model, max_tokens, run
+    def __init__(self, role, model, batch_size, max_length, device, dtype, trust_remote_code, run):
+        self._role, self._spec, self._run = role, model, run
+        self._batch_size, self._max_length = batch_size, max_length
         self._load_args = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         self._shared = Shared()
         self._tokens = Metrics.counter("ScoreTokens", f"tokens_{role}")
@@ -40,7 +41,7 @@ class _ScoreFn(beam.DoFn):
 
     def process(self, chunk):
         chunk.windows.nll[self._role] = window_nll(
-            self._model, chunk.windows, self._max_tokens, self._pad, on_batch=self._count
+            self._model, chunk.windows, self._batch_size, self._max_length, self._pad, on_batch=self._count
         )
         yield chunk
 
@@ -78,7 +79,7 @@ class ScoreTokens(beam.PTransform):
         super().__init__()
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
-        self._fn = _ScoreFn(role, model, batch_size * max_length, device, dtype, trust_remote_code, run)
+        self._fn = _ScoreFn(role, model, batch_size, max_length, device, dtype, trust_remote_code, run)
 
     def expand(self, chunks):
         return chunks | "Score" >> beam.ParDo(self._fn)

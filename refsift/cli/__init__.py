@@ -1,0 +1,94 @@
+"""The `refsift` command line: one subcommand per job, one module per subcommand, each a
+thin layer over a pipeline (`add(sub)` declares its options, `run(args, beam_args)` runs it).
+
+Arguments that the Beam-backed commands do not know are Beam pipeline options and pass
+through (`--runner`, `--direct_running_mode`, `--project`, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import refsift
+from refsift.cli import attribute, demo, finetune, novelty, report, score, select, sql, verify
+from refsift.errors import RefsiftError
+
+COMMANDS = (score, sql, verify, select, finetune, novelty, attribute, report, demo)
+PASS_THROUGH = {"score", "select", "novelty"}  # subcommands whose unknown arguments are Beam pipeline options
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments get one line, not the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="refsift",
+        description="Score corpora with reference language models, select training data, audit fine-tunes.",
+    )
+    p.add_argument("--version", action="version", version=f"refsift {refsift.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add(sub)
+    return p
+
+
+def _quiet_beam_import_warning(record: logging.LogRecord) -> bool:
+    # Beam warns at import that optional GCP client libraries are missing; local runs don't need them.
+    return not record.getMessage().startswith("apitools not found")
+
+
+def configure_output(verbose: bool) -> None:
+    """refsift's own messages (logger `refsift`, INFO) on stderr; the logs and progress bars
+    of Beam and Hugging Face libraries only with --verbose. Set before those libraries load."""
+    log = logging.getLogger("refsift")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("refsift: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    logging.getLogger().addFilter(_quiet_beam_import_warning)
+    if verbose:
+        logging.basicConfig(level=logging.INFO)
+        return
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    if "transformers" in sys.modules:  # already loaded (the Python API, tests): tell it directly
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    configure_output(args.verbose)
+    if extra and args.command not in PASS_THROUGH:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        code = args.handler(args, extra)
+    except RefsiftError as err:
+        print(f"refsift: {'error: ' if err.exit_code == 2 else ''}{err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("refsift: interrupted", file=sys.stderr)
+        return 130
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

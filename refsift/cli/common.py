@@ -1,0 +1,110 @@
+"""What several commands share: the common options, the corpus-reading options, argument
+types, and filling a config dataclass from parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from importlib import resources
+
+COMMON = argparse.ArgumentParser(add_help=False)
+COMMON.add_argument("--verbose", action="store_true", help="show Beam's logs and Hugging Face's progress bars")
+
+
+class Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it already or has none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default in (None, False, [], (), argparse.SUPPRESS):
+            return text
+        return f"{text} (default %(default)s)" if text else "default %(default)s"
+
+
+def from_args(cls, args: argparse.Namespace, **values):
+    """A config dataclass filled from the parsed arguments of the same names, then `values`."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{**{k: v for k, v in vars(args).items() if k in known}, **values})
+
+
+def sample_inputs() -> list[str]:
+    """The bundled sample corpus scored when `refsift score` gets no --input."""
+    return [str(resources.files("refsift") / "data" / "sample" / "*.jsonl.gz")]
+
+
+def checkpoint(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
+
+
+def add_corpus_options(p) -> None:
+    """How inputs are read (`refsift.config.CorpusOptions`): the same for every command that reads a corpus."""
+    g = p.add_argument_group("reading inputs")
+    g.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "jsonl", "parquet", "text", "hf"],
+        help="auto: by file suffix (.jsonl/.json/.ndjson, .parquet, .txt/.md; a saved dataset directory is hf)",
+    )
+    g.add_argument("--text-field", default="text", help="the text to score (with --prompt-field, the response)")
+    g.add_argument("--prompt-field", help="instruction data: the prompt, read as context; only the response is scored")
+    g.add_argument(
+        "--messages-field",
+        help="chat data: [{role, content}, ...] rendered with the tokenizer's chat template; only assistant turns "
+        "are scored",
+    )
+    g.add_argument("--id-field", help="default: `id` when a record has one, else a hash of path and row")
+    g.add_argument("--source-field", help="domain label field; default: the input file's stem")
+    g.add_argument("--text-per-line", action="store_true", help="with --format text: one document per line")
+    g.add_argument("--hf-split", default="train", help="split of a Hugging Face dataset")
+    g.add_argument(
+        "--max-record-bytes",
+        type=size,
+        default="64M",
+        help="a larger record is rejected as too_large, read through without being held in memory",
+    )
+
+
+def add_window_options(p) -> None:
+    """How documents are cut into model windows: the same for `score` and `attribute`."""
+    g = p.add_argument_group("windows")
+    g.add_argument(
+        "--prefix",
+        default="auto",
+        choices=["auto", "bos", "eos", "none"],
+        help="token put before each document: auto = BOS, else EOS (as lm-evaluation-harness); with a prefix "
+        "every token of a document is scored, with none its first token is not (default %(default)s)",
+    )
+    g.add_argument("--max-length", type=int, default=512, help="tokens per window (default %(default)s)")
+    g.add_argument("--context", type=int, default=64, help="left-context tokens between windows (default %(default)s)")
+
+
+def add_device_options(p, *, dtype: bool = True) -> None:
+    """Where models run, and whether their own code may run: the same for every command that loads one."""
+    p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
+    if dtype:
+        p.add_argument(
+            "--dtype",
+            default="auto",
+            choices=["auto", "float32", "bfloat16", "float16"],
+            help="auto: float32 on a CPU, bfloat16 on CUDA",
+        )
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a model that ships its own code to run it (hub models)"
+    )
+
+
+def size(text: str) -> int:
+    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+    number, unit = text.strip().lower().rstrip("b")[:-1], text.strip().lower().rstrip("b")[-1:]
+    if unit.isdigit():
+        number, unit = number + unit, ""
+    try:
+        value = int(float(number) * units[unit])
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a size such as 64M or 1048576, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return value

@@ -1,0 +1,91 @@
+"""`refsift score`: a corpus -> per-token losses under every role, in a run directory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from refsift.cli.common import (
+    COMMON,
+    Help,
+    add_corpus_options,
+    add_device_options,
+    add_window_options,
+    checkpoint,
+    from_args,
+    sample_inputs,
+    size,
+)
+
+
+def add(sub) -> None:
+    p = sub.add_parser(
+        "score",
+        parents=[COMMON],
+        formatter_class=Help,
+        help="score a corpus with reference models into a run directory",
+        description="Reads a corpus, cuts it into token windows, records every token's loss under each role's "
+        "model, and writes Parquet shards and a DuckDB catalog. With no --input and no --model it scores the "
+        "bundled sample corpus with the offline SmolLM2-135M. Work is cut into tasks (files, and byte ranges of "
+        "large uncompressed JSONL or text files; a compressed file cannot be split and is one task) and committed "
+        "in chunks, so an interrupted run finishes with --resume. Unknown options are Beam pipeline options "
+        "(e.g. --runner DataflowRunner --project P --region R --temp_location gs://... --setup_file ./setup.py, "
+        "or --direct_running_mode multi_processing --direct_num_workers 2).",
+    )
+    p.add_argument("--input", nargs="+", dest="inputs", metavar="PATH", help="file patterns (local, gs://, globs)")
+    p.add_argument("--out", help="run directory (default: refsift-runs/score-<time>)")
+    p.add_argument("--model", default="smollm2-135m", help="the model you intend to train (theta); default %(default)s")
+    p.add_argument("--reference", help="Rho-1 reference / RHO-LOSS irreducible-loss model")
+    p.add_argument("--finetuned", help="theta after fine-tuning on the candidate data")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        dest="checkpoints",
+        default=[],
+        type=checkpoint,
+        metavar="NAME=PATH",
+        help="checkpoint of theta (repeat, in training order); learning percentage takes the first and the last "
+        "(with a single one, --finetuned is the last)",
+    )
+    add_corpus_options(p)
+    add_window_options(p)
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="windows of --max-length per forward pass (default %(default)s)"
+    )
+    add_device_options(p)
+    p.add_argument(
+        "--task-size", type=size, default="64M", help="input bytes per task, the unit a worker takes (default 64M)"
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=size,
+        default="1M",
+        help="input bytes per chunk, scored and committed whole: the most a killed run loses (default 1M)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a run directory refsift made before")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run: score only what is missing")
+    p.set_defaults(handler=run)
+
+
+def run(args, beam_args: list[str]) -> None:
+    from refsift.config import ScoreConfig
+    from refsift.pipelines import score
+
+    out = args.out or f"refsift-runs/score-{datetime.now():%Y%m%d-%H%M%S}"
+    cfg = from_args(
+        ScoreConfig, args, inputs=tuple(args.inputs or sample_inputs()), out=out, checkpoints=tuple(args.checkpoints)
+    )
+
+    def announce(cfg):
+        roles = ", ".join(f"{role}={spec}" for role, spec in cfg.roles.items())
+        print(f"scoring {' '.join(cfg.inputs)}\n  roles: {roles}\n  out:   {out}", flush=True)
+
+    manifest = score.run(cfg, beam_args, on_start=announce)
+    c = manifest["counts"]
+    if manifest.get("already_complete"):
+        print(f"{out} is already complete: nothing to resume")
+    reasons = ", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()) or "none"
+    print(f"documents: read {c['read']} = scored {c['scored']} + rejected {c['rejected']} ({reasons})")
+    print(f"tokens scored: {c['tokens_scored']} in {c['windows']} windows, {manifest['wall_time_s']:.1f} s")
+    if "read_error" in c["rejected_by_reason"]:
+        print(f"warning: some inputs could not be read to their end; see {out}'s rejected table (reason read_error)")
+    print(f'query it:  refsift sql {out} "SELECT source, count(*), avg(nll_model) FROM examples GROUP BY 1"')

@@ -1,0 +1,97 @@
+"""`refsift select`: a scored run -> a training mixture."""
+
+from __future__ import annotations
+
+from refsift.cli.common import COMMON, Help, from_args
+from refsift.terminal import format_table
+
+
+def add(sub) -> None:
+    p = sub.add_parser(
+        "select",
+        parents=[COMMON],
+        formatter_class=Help,
+        help="turn a scored run into a training mixture",
+        description="Selects documents (--by/--where/--budget, --mix or --temperature across sources, exact "
+        "duplicates removed) and, inside them, tokens (--tokens excess: Rho-1 selective language modeling), "
+        "and exports training rows (input_ids, attention_mask, labels with -100 on tokens not trained on) to "
+        "MIX_DIR/data. A Beam pipeline like `score`: unknown options are Beam pipeline options.",
+        epilog="LoBaSS-style band: --where 'nll_model BETWEEN 1.5 AND 4.0 AND nll_finetuned < nll_model' drops "
+        "documents easy under both models and documents too hard for both, before ranking by --by learnability.",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="mixture directory to write")
+    p.add_argument(
+        "--tokens",
+        default="all",
+        choices=["all", "excess", "random"],
+        help="which scored tokens get labels: all, top --ratio by excess loss, or a random --ratio",
+    )
+    p.add_argument("--ratio", type=float, default=0.6, help="share of scored tokens kept (default %(default)s)")
+    p.add_argument(
+        "--scope",
+        default="window",
+        choices=["window", "global"],
+        help="rank tokens within each window (exact count) or against one corpus-wide threshold",
+    )
+    p.add_argument(
+        "--by",
+        help="SQL expression over examples columns to rank documents by, e.g. excess_loss; without --by every "
+        "document ranks the same and ties break by doc_id (a budget then takes documents in doc_id order)",
+    )
+    p.add_argument("--order", default="desc", choices=["desc", "asc"], help="desc: the highest --by first")
+    p.add_argument("--where", help="SQL condition over examples columns applied before ranking")
+    p.add_argument("--budget", help="10%% (of documents; of tokens with a mixture), 2000000tok, or N documents")
+    p.add_argument("--mix", help="token shares per source, e.g. code=0.3,prose=0.5,math=0.2")
+    p.add_argument("--temperature", type=float, help="source shares proportional to tokens^(1/T) instead of --mix")
+    p.add_argument(
+        "--upsample",
+        action="store_true",
+        help="repeat the documents of a source that cannot fill its share (default: renormalise others)",
+    )
+    p.add_argument("--keep-duplicates", action="store_true", help="skip exact-duplicate removal")
+    p.add_argument("--seed", type=int, default=0, help="for --tokens random")
+    p.add_argument(
+        "--format", default="parquet", choices=["parquet", "jsonl", "hf"], help="of MIX_DIR/data (hf: save_to_disk)"
+    )
+    p.add_argument("--name", help="catalog view name suffix (default: MIX_DIR's name): selection_<name>")
+    p.add_argument("--overwrite", action="store_true", help="replace a selection refsift made before")
+    p.set_defaults(handler=run)
+
+
+def run(args, beam_args: list[str]) -> None:
+    from refsift.pipelines import select
+
+    cfg = from_args(select.SelectConfig, args, run=args.run_dir, dedup=not args.keep_duplicates)
+    record = select.run(cfg, beam_args)
+    notes = {s: v["note"] for s, v in record["plan"].get("sources", {}).items()}
+    columns = ["source", "docs_in", "tokens_in", "duplicates", "docs_out", "tokens_out", "tokens_labelled"]
+    rows = []
+    for source, s in record["per_source"].items():
+        counts = [
+            s.get(k, {}).get(f, 0)
+            for k, f in (
+                ("before", "documents"),
+                ("before", "tokens"),
+                ("duplicates", "documents"),
+                ("selected_documents", "with_repeats"),
+                ("after", "tokens"),
+                ("after", "selected_tokens"),
+            )
+        ]
+        rows.append((source, *counts, *([notes.get(source, "")] if notes else [])))
+    print(format_table(columns + (["note"] if notes else []), rows))
+    if "threshold" in record:
+        print(f"global excess-loss threshold: {record['threshold']:.4f}")
+    print(
+        "tokens_in: scored tokens of the candidates; tokens_out: every token of the exported windows (the prefix, "
+        "prompts and the context a window repeats included, repeats of upsampled documents too); tokens_labelled: "
+        "those trained on"
+    )
+    print(f"wrote {args.out}/data ({args.format}) and {args.out}/selection.json")
+    if args.format != "hf":
+        view = record["view"]
+        print(
+            f'query it:  refsift sql {args.run_dir} "SELECT source, count(DISTINCT doc_id) AS documents, '
+            f'count(*) AS windows FROM {view} GROUP BY 1"'
+        )
