@@ -99,7 +99,7 @@ def steps(corpus: str, model_dir: str, out: str) -> None:
         batches = timed("batches", batches_of, w)
         outs = timed("model", forward, batches)
         w.nll["model"] = timed("losses to the host", to_host, batches, outs, len(w.token_ids))
-        chunk.examples = timed("summarize", examples_table, chunk, ["model"], None, schemas["examples"])
+        chunk.tables["examples"] = timed("summarize", examples_table, chunk, ["model"], None, schemas["examples"])
         timed("write shards and marker", commit, chunk, out, schemas)
         tokens += int(w.scored.sum())
     print("RESULT " + json.dumps({"tokens": tokens, "seconds": t}))

@@ -28,7 +28,11 @@ class Chunk:
       TokenizeWindows adds `n_bytes` and replaces `text` with what the model reads.
     rejected: `rejected` rows.
     windows: the documents' windows, with each role's losses once scored.
-    examples: the examples table, once summarized.
+    document_nll: role -> (total nats, scored tokens) per document, for a role whose model
+      reads its own tokens (a ladder model with another tokenizer: `ScoreDocuments`).
+    tables: table name -> the chunk's rows of it, set by the step that makes them
+      (`examples` by SummarizeExamples or ClassifyDocuments; `documents` and `bands` by
+      MinHashDocuments); `tokens` and `rejected` are made from the chunk as it is committed.
     """
 
     task: int
@@ -38,7 +42,8 @@ class Chunk:
     documents: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
     windows: Windows | None = None
-    examples: pa.Table | None = None
+    document_nll: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    tables: dict[str, pa.Table] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

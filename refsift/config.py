@@ -3,6 +3,7 @@ and batch. Beam runner options are separate (`PipelineOptions`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from refsift import scores
@@ -34,6 +35,9 @@ class CorpusOptions:
     max_record_bytes: int = field(
         default=DEFAULT_MAX_RECORD_BYTES, metadata={"help": "a larger record is rejected as too_large"}
     )
+    dedup: str | None = field(
+        default=None, metadata={"help": "a refsift dedup directory: the copies it did not keep are skipped"}
+    )
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -62,11 +66,16 @@ class CorpusOptions:
 class ScoreConfig(CorpusOptions):
     inputs: tuple[str, ...] = field(metadata={"help": "file patterns, or dataset paths/names for format hf"})
     out: str = field(metadata={"help": "run directory to write (local or gs://)"})
-    model: str = field(default=SMOLLM2, metadata={"help": "the model you intend to train (theta)"})
+    model: str | None = field(
+        default=None, metadata={"help": "the model you intend to train (theta); default the ladder's first, or SmolLM2"}
+    )
     reference: str | None = field(default=None, metadata={"help": "reference / irreducible-loss model"})
     finetuned: str | None = field(default=None, metadata={"help": "theta after fine-tuning on the data"})
     checkpoints: tuple[tuple[str, str], ...] = field(
         default=(), metadata={"help": "(name, model) intermediate checkpoints of theta, in training order"}
+    )
+    ladder: tuple[tuple[str, float], ...] = field(
+        default=(), metadata={"help": "(model, benchmark score) of a ladder of models, for predictive strength"}
     )
     prefix: str = field(
         default="auto", metadata={"help": "token before each document: auto (BOS, else EOS), bos, eos, none"}
@@ -86,6 +95,16 @@ class ScoreConfig(CorpusOptions):
         if not self.inputs:
             raise RefsiftError("no --input given")
         super().__post_init__()
+        if self.ladder:
+            benchmark = [score for _, score in self.ladder]
+            if len(self.ladder) < 3:
+                raise RefsiftError("a --ladder needs at least three models (MODEL=SCORE, repeated)")
+            if not all(isinstance(s, int | float) and math.isfinite(s) for s in benchmark) or len(set(benchmark)) < 2:
+                raise RefsiftError("--ladder scores must be finite numbers, not all equal")
+            if len({spec for spec, _ in self.ladder}) < len(self.ladder):
+                raise RefsiftError("a model is given twice in --ladder")
+        if self.model is None:  # frozen: set once, here
+            object.__setattr__(self, "model", self.ladder[0][0] if self.ladder else SMOLLM2)
         if self.prefix not in PREFIXES:
             raise RefsiftError(f"--prefix must be one of {', '.join(PREFIXES)}")
         if self.max_length < 2 or not 1 <= self.context < self.max_length:
@@ -96,8 +115,10 @@ class ScoreConfig(CorpusOptions):
             raise RefsiftError("give --overwrite or --resume, not both")
         names = [name for name, _ in self.checkpoints]
         for name in names:
-            if not name.isidentifier() or name in FIXED_ROLES:
-                raise RefsiftError(f"bad checkpoint name {name!r}: use an identifier other than {FIXED_ROLES}")
+            if not name.isidentifier() or name in FIXED_ROLES or name.startswith("ladder"):
+                raise RefsiftError(
+                    f"bad checkpoint name {name!r}: use an identifier other than {FIXED_ROLES} and ladder<N>"
+                )
         if len(set(names)) != len(names):
             raise RefsiftError("checkpoint names must be unique")
         try:
@@ -110,7 +131,17 @@ class ScoreConfig(CorpusOptions):
         """Role name -> model spec, in column order."""
         roles = {"model": self.model, "reference": self.reference, "finetuned": self.finetuned}
         roles.update(self.checkpoints)
+        roles.update({role: spec for role, (spec, _) in zip(self.ladder_roles, self.ladder)})
         return {role: spec for role, spec in roles.items() if spec is not None}
+
+    @property
+    def ladder_roles(self) -> list[str]:
+        return [f"ladder{i}" for i in range(1, len(self.ladder) + 1)]
+
+    @property
+    def ladder_scores(self) -> list[tuple[str, float]]:
+        """(role, benchmark score) of each ladder model."""
+        return [(role, float(score)) for role, (_, score) in zip(self.ladder_roles, self.ladder)]
 
     @property
     def learning(self) -> tuple[str, str] | None:

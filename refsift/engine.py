@@ -15,18 +15,32 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
+import platform
 import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
+import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.pvalue import AsDict, AsSingleton
 
-from refsift import console, progress, rundir
+import refsift
+from refsift import catalog, console, progress, rundir
 from refsift.catalog import EMPTY_SHARD
+from refsift.corpus.tasks import Task, is_saved_dataset
 from refsift.errors import Interrupted, RefsiftError
+from refsift.transforms.commit_chunks import MARKERS
+from refsift.transforms.index_corpus import IndexCorpus
+from refsift.transforms.read_corpus import ReadCorpus
 
 PLAN = "_plan.json"
-MARKERS = "_chunks"
 log = logging.getLogger("refsift")
 
 
@@ -291,3 +305,232 @@ def run_job(pipeline, out: str, *, what: str = "run") -> None:
                 f"the {what} stopped: {explain(err)}. {done} chunks are committed; once that is fixed, the same "
                 f"command with --resume finishes it{where}"
             ) from None
+
+
+@dataclass
+class ChunkJob:
+    """One command's chunk job, as `execute` runs it into a run directory.
+
+    Args:
+      out: the run directory.
+      tasks, identity: the planned tasks and what identifies the inputs
+        (`refsift.corpus.tasks.plan_tasks`).
+      settings: the command's settings as JSON values (recorded; compared on --resume).
+      runtime: the settings a resumed run may change (they change speed, not results).
+      schemas: the tables the chunks write, with their schemas; views: derived views.
+      build: adds the job's steps: build(pipeline, out, tasks, done), `done` mapping task
+        indices to committed chunks ({"all"} for a complete task).
+      record: what the manifest records beyond the common entries (models, classifier).
+      differences: what besides settings and inputs keeps a run from being resumed:
+        differences(saved manifest, current manifest) -> lines.
+      progress_roles: the token counts the progress line shows.
+      protect: local paths the job reads, never to be written over.
+      versions: library versions for the manifest.
+      finish: work after the chunks are verified (the clustering of a dedup run):
+        finish(out, options, markers) -> counts to add to the manifest's.
+      catalog: the tables of the catalog, when they are not the chunks' (default: schemas).
+      kind: what the directory is (`refsift.rundir.KINDS`).
+    """
+
+    out: str
+    tasks: list[Task]
+    identity: list[dict]
+    settings: dict
+    runtime: tuple[str, ...]
+    schemas: dict
+    views: dict[str, str]
+    build: Callable
+    record: dict = field(default_factory=dict)
+    differences: Callable[[dict, dict], list[str]] = lambda saved, current: []
+    progress_roles: list[str] = field(default_factory=list)
+    protect: list[str] = field(default_factory=list)
+    versions: dict = field(default_factory=dict)
+    finish: Callable | None = None
+    catalog: dict | None = None
+    kind: str = "run"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(self.schemas)
+
+
+def differences(job: ChunkJob, saved: dict, current: dict) -> list[str]:
+    """What keeps a run from being resumed by the current command: changed settings,
+    inputs, or what the job itself compares (models, a classifier)."""
+    found = []
+    for key, value in current["settings"].items():
+        old = saved["settings"].get(key)
+        if key not in job.runtime and json.loads(json.dumps(old)) != json.loads(json.dumps(value)):
+            found.append(f"--{key.replace('_', '-')} was {old!r}, now {value!r}")
+    found += job.differences(saved, current)
+    old_inputs = {i["path"]: i for i in saved["inputs"]}
+    new_inputs = {i["path"]: i for i in current["inputs"]}
+    for path in sorted(set(old_inputs) | set(new_inputs)):
+        if path not in new_inputs:
+            found.append(f"input {path} is gone (or no longer matched)")
+        elif path not in old_inputs:
+            found.append(f"input {path} was not part of the run")
+        elif old_inputs[path] != new_inputs[path]:
+            found.append(f"input {path} changed since the run started (size or modification time)")
+    return found
+
+
+def write_catalog(out: str, schemas: dict, views: dict[str, str]) -> None:
+    """Builds the catalog on the launcher; a remote run gets a copy uploaded beside its shards."""
+    if rundir.is_local(out):
+        catalog.build(rundir.local_path(out), schemas, views)
+        return
+    from refsift.transforms.commit_chunks import write_table
+
+    for table, schema in schemas.items():  # every view needs a shard to read its columns from
+        if not files(out, table):
+            write_table(schema.empty_table(), rundir.join(out, table, EMPTY_SHARD))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = catalog.build(tmp, schemas, views)
+        with FileSystems.create(rundir.join(out, catalog.CATALOG)) as dst, open(path, "rb") as src:
+            dst.write(src.read())
+
+
+def execute(job: ChunkJob, options: PipelineOptions, *, overwrite: bool, resume: bool, on_start=None) -> dict:
+    """Runs a chunk job into `job.out` (or finishes an interrupted one with `resume`),
+    checks it, writes the catalog; returns the manifest (also written as manifest.json).
+    `on_start(out)` runs once the directory is claimed, just before the job."""
+    started = time.time()
+    manifest = {
+        "refsift_version": refsift.__version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        **job.record,
+        "settings": job.settings,
+        "inputs": job.identity,
+        "tasks": len(job.tasks),
+        "tables": list(job.tables),
+        "runner": options.view_as(StandardOptions).runner,
+        "versions": {"refsift": refsift.__version__, "python": platform.python_version(), **job.versions},
+    }
+    with rundir.claim(job.out, kind=job.kind, overwrite=overwrite, resume=resume, protect=job.protect) as claim:
+        out = claim.path if rundir.is_local(job.out) else job.out
+        tasks, markers = job.tasks, []
+        saved = rundir.read_json(rundir.join(out, "manifest.json")) if claim.resumed else None
+        if saved is not None:
+            found = differences(job, saved, manifest)
+            if found:
+                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+                raise RefsiftError(f"cannot resume {job.out}: {found[0]}{more}")
+            tasks = [Task(**t) for t in rundir.read_json(rundir.join(out, PLAN))["tasks"]]
+            complete = (rundir.marker(out) or {}).get("status") == "complete"
+            kept = read_markers(out)
+            markers = resume_markers(out, job.tables)
+            if complete and len(markers) == len(kept):
+                return {**saved, "already_complete": True}
+            claim.reopen()
+            manifest = {**saved, "resumed": saved.get("resumed", 0) + 1}
+            log.info(f"resuming {job.out}: {len(markers)} chunks already committed")
+        else:
+            rundir.write_json(rundir.join(out, PLAN), {"tasks": [t.to_json() for t in tasks]})
+            rundir.write_json(rundir.join(out, "manifest.json"), {**manifest, "status": "running"})
+        if on_start:
+            on_start(out)
+        pipeline = beam.Pipeline(options=options)
+        job.build(pipeline, out, tasks, committed(markers))
+        with progress.Line(out, job.progress_roles, done_before=sum(m["read"] for m in markers)):
+            run_job(pipeline, out)
+        markers = read_markers(out)
+        counts = verify(out, tasks, markers, job.tables)
+        if job.finish:
+            counts.update(job.finish(out, options, markers))
+        write_catalog(out, job.catalog or job.schemas, job.views)
+        manifest.update(
+            status="complete",
+            counts=counts,
+            wall_time_s=round(manifest.get("wall_time_s", 0) + time.time() - started, 2),
+        )
+        rundir.write_json(rundir.join(out, "manifest.json"), manifest)
+        FileSystems.delete([rundir.join(out, progress.DIRECTORY)])
+        claim.complete()
+    return manifest
+
+
+def resolve_format(cfg):
+    """`--format auto` with saved Hugging Face datasets as inputs means `hf`."""
+    if cfg.format == "auto" and all(is_saved_dataset(i) for i in cfg.inputs):
+        return replace(cfg, format="hf")
+    return cfg
+
+
+def read_chunks(pipeline: beam.Pipeline, out: str, tasks: list[Task], done: dict, cfg) -> beam.PCollection:
+    """Tasks -> chunks of documents and rejections, skipping what is committed: the index
+    pass (ids, row counts, the record total for the progress line) and the reading pass.
+    Every chunk job starts so; `cfg` gives `fields`, `reading` and `chunk_size`."""
+    complete = {t for t, chunks in done.items() if chunks == {"all"}}
+    everything = pipeline | "Tasks" >> beam.Create(tasks) | "Distribute" >> beam.Reshuffle()
+    skip = AsDict(skipped(pipeline, cfg.dedup)) if cfg.dedup else None
+    index = everything | "IndexCorpus" >> IndexCorpus(fields=cfg.fields, reading=cfg.reading)
+    index["records"] | "RecordTotal" >> beam.Map(lambda n: progress.write_total(out, n))
+    return (
+        everything
+        | "Pending" >> beam.Filter(lambda task: task.index not in complete)
+        | "ReadCorpus"
+        >> ReadCorpus(
+            fields=cfg.fields,
+            first_rows=AsSingleton(index["first_rows"]),
+            duplicates=AsDict(index["duplicates"]),
+            chunk_size=cfg.chunk_size,
+            reading=cfg.reading,
+            done={t: c for t, c in done.items() if t not in complete},
+            skip=skip,
+        )
+    )
+
+
+def skipped(pipeline: beam.Pipeline, dedup: str) -> beam.PCollection:
+    """(doc_id, why) of every copy a dedup run did not keep, read from its `duplicates`."""
+
+    def why(row: dict) -> tuple[str, str]:
+        return row["doc_id"], copy_of(dedup, row["cluster_id"], row["exact"], row["jaccard"])
+
+    return (
+        pipeline
+        | "ReadDuplicates"
+        >> beam.io.ReadFromParquet(
+            rundir.join(dedup, "duplicates", "*.parquet"), columns=["doc_id", "cluster_id", "kept", "exact", "jaccard"]
+        )
+        | "NotKept" >> beam.Filter(lambda row: not row["kept"])
+        | "Why" >> beam.Map(why)
+    )
+
+
+def removed(dedup: str) -> dict[str, str]:
+    """doc_id -> why, of every copy a (local) dedup run did not keep: for the commands that
+    read documents in one process (distill, attribute)."""
+    rundir.require(dedup, "dedup")
+    rows = catalog.query(dedup, "SELECT doc_id, cluster_id, exact, jaccard FROM duplicates WHERE NOT kept")[1]
+    return {doc_id: copy_of(dedup, *rest) for doc_id, *rest in rows}
+
+
+def copy_of(dedup: str, kept: str, exact: bool, jaccard: float | None) -> str:
+    """The detail of a `near_duplicate` rejection."""
+    how = "an exact copy" if exact else f"estimated Jaccard {jaccard:.2f}"
+    return f"a copy of {kept} ({how}), kept by {dedup}"
+
+
+READING_SETTINGS = ("format", "text_field", "id_field", "prompt_field", "messages_field", "text_per_line", "hf_split")
+
+
+def check_dedup(cfg, identity: list[dict]) -> None:
+    """With `cfg.dedup`: refuses a dedup run that was not made from these very inputs, read
+    the same way (its document ids would not be these)."""
+    if not cfg.dedup:
+        return
+    rundir.require(cfg.dedup, "dedup")
+    made = rundir.read_json(rundir.join(cfg.dedup, "manifest.json")) or {}
+    inputs = {i["path"]: i for i in made.get("inputs", [])}
+    for item in identity:
+        if inputs.get(item["path"]) != item:
+            raise RefsiftError(
+                f"--dedup {cfg.dedup} was not made from {item['path']} as it is now (missing, or changed since): "
+                "run refsift dedup on these inputs"
+            )
+    for name in READING_SETTINGS:
+        if made["settings"].get(name) != getattr(cfg, name):
+            raise RefsiftError(f"--dedup {cfg.dedup} read the inputs with another --{name.replace('_', '-')}")

@@ -38,6 +38,8 @@ KINDS = {
     "checkpoint": "fine-tuned checkpoint",
     "novelty": "novelty report",
     "attribution": "attribution",
+    "classifier": "classifier",
+    "dedup": "dedup run",
 }
 
 
@@ -177,7 +179,8 @@ def claim(
             if not overwrite:
                 what = KINDS.get(found.get("kind"), "directory")
                 state = "an incomplete " + what if found.get("status") != "complete" else "a " + what
-                hint = " (add --resume to finish it)" if state.startswith("an incomplete") and kind == "run" else ""
+                resumable = kind in ("run", "dedup")
+                hint = " (add --resume to finish it)" if state.startswith("an incomplete") and resumable else ""
                 raise RefsiftError(f"{out} holds {state}{hint}; pass --overwrite to replace it")
             _clear(path)
         if not resumed:
@@ -250,6 +253,7 @@ def require(directory: str, kind: str | tuple[str, ...]) -> dict:
     if found.get("kind") not in kinds:
         raise RefsiftError(f"{directory} is a {KINDS.get(found.get('kind'), 'directory')}, not a {what}")
     if found.get("status") != "complete":
-        hint = ": finish it with `refsift score ... --out DIR --resume`" if found.get("kind") == "run" else ""
+        command = {"run": "score (or classify)", "dedup": "dedup"}.get(found.get("kind"))
+        hint = f": finish it with `refsift {command} ... --out DIR --resume`" if command else ""
         raise RefsiftError(f"{directory} is an incomplete {KINDS[found['kind']]} (it was interrupted){hint}")
     return found

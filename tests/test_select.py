@@ -73,7 +73,7 @@ def test_token_selection_per_window_is_exact_and_scored_only(run_dir, tmp_path):
 def test_global_scope_uses_one_recorded_threshold(run_dir, tmp_path):
     record = select(
         SelectConfig(
-            run=str(run_dir), out=str(tmp_path / "mix"), tokens="excess", ratio=0.6, scope="global", dedup=False
+            run=str(run_dir), out=str(tmp_path / "mix"), tokens="excess", ratio=0.6, scope="global", dedup="none"
         )
     )
     threshold = record["threshold"]

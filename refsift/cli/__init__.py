@@ -13,11 +13,29 @@ import os
 import sys
 
 import refsift
-from refsift.cli import attribute, demo, finetune, novelty, report, score, select, sql, verify
+from refsift.cli import (
+    attribute,
+    classify,
+    dedup,
+    demo,
+    distill,
+    finetune,
+    novelty,
+    report,
+    score,
+    select,
+    sql,
+    verify,
+)
 from refsift.errors import RefsiftError
 
-COMMANDS = (score, sql, verify, select, finetune, novelty, attribute, report, demo)
-PASS_THROUGH = {"score", "select", "novelty"}  # subcommands whose unknown arguments are Beam pipeline options
+COMMANDS = (dedup, score, sql, verify, select, distill, classify, finetune, novelty, attribute, report, demo)
+PASS_THROUGH = {
+    "score",
+    "select",
+    "novelty",
+    "classify",
+}  # subcommands whose unknown arguments are Beam pipeline options
 
 
 class _Parser(argparse.ArgumentParser):

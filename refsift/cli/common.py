@@ -39,7 +39,18 @@ def checkpoint(text: str) -> tuple[str, str]:
     return name, path
 
 
-def add_corpus_options(p) -> None:
+def ladder_entry(text: str) -> tuple[str, float]:
+    model, sep, score = text.rpartition("=")
+    try:
+        value = float(score)
+    except ValueError:
+        value = None
+    if not sep or not model or value is None:
+        raise argparse.ArgumentTypeError(f"expected MODEL=SCORE (a number), got {text!r}")
+    return model, value
+
+
+def add_corpus_options(p, *, dedup: bool = True) -> None:
     """How inputs are read (`refsift.config.CorpusOptions`): the same for every command that reads a corpus."""
     g = p.add_argument_group("reading inputs")
     g.add_argument(
@@ -65,6 +76,13 @@ def add_corpus_options(p) -> None:
         default="64M",
         help="a larger record is rejected as too_large, read through without being held in memory",
     )
+    if dedup:
+        g.add_argument(
+            "--dedup",
+            metavar="DIR",
+            help="a refsift dedup run over these inputs: the copies it did not keep are skipped before any work, as "
+            "near_duplicate rejections naming the kept document",
+        )
 
 
 def add_window_options(p) -> None:

@@ -12,6 +12,7 @@ from refsift.cli.common import (
     add_window_options,
     checkpoint,
     from_args,
+    ladder_entry,
     sample_inputs,
     size,
 )
@@ -33,7 +34,9 @@ def add(sub) -> None:
     )
     p.add_argument("--input", nargs="+", dest="inputs", metavar="PATH", help="file patterns (local, gs://, globs)")
     p.add_argument("--out", help="run directory (default: refsift-runs/score-<time>)")
-    p.add_argument("--model", default="smollm2-135m", help="the model you intend to train (theta); default %(default)s")
+    p.add_argument(
+        "--model", help="the model you intend to train (theta); default: the first --ladder model, else smollm2-135m"
+    )
     p.add_argument("--reference", help="Rho-1 reference / RHO-LOSS irreducible-loss model")
     p.add_argument("--finetuned", help="theta after fine-tuning on the candidate data")
     p.add_argument(
@@ -45,6 +48,16 @@ def add(sub) -> None:
         metavar="NAME=PATH",
         help="checkpoint of theta (repeat, in training order); learning percentage takes the first and the last "
         "(with a single one, --finetuned is the last)",
+    )
+    p.add_argument(
+        "--ladder",
+        action="append",
+        default=[],
+        type=ladder_entry,
+        metavar="MODEL=SCORE",
+        help="a model of a ladder and its benchmark score, higher = better (repeat, three or more): every document "
+        "gets PreSelect's predictive_strength, how well its losses order the models as the benchmark does. Ladder "
+        "models may have tokenizers of their own (compared by bits per byte)",
     )
     add_corpus_options(p)
     add_window_options(p)
@@ -72,7 +85,12 @@ def run(args, beam_args: list[str]) -> None:
 
     out = args.out or f"refsift-runs/score-{datetime.now():%Y%m%d-%H%M%S}"
     cfg = from_args(
-        ScoreConfig, args, inputs=tuple(args.inputs or sample_inputs()), out=out, checkpoints=tuple(args.checkpoints)
+        ScoreConfig,
+        args,
+        inputs=tuple(args.inputs or sample_inputs()),
+        out=out,
+        checkpoints=tuple(args.checkpoints),
+        ladder=tuple(args.ladder),
     )
 
     def announce(cfg):

@@ -49,7 +49,14 @@ def add(sub) -> None:
         action="store_true",
         help="repeat the documents of a source that cannot fill its share (default: renormalise others)",
     )
-    p.add_argument("--keep-duplicates", action="store_true", help="skip exact-duplicate removal")
+    p.add_argument(
+        "--dedup",
+        default="exact",
+        metavar="exact|near|none|DIR",
+        help="copies left out before ranking: exact (identical texts up to whitespace), near (near-duplicates, "
+        "MinHash as refsift dedup; both found over the run's documents into MIX_DIR/dedup), none, or a refsift "
+        "dedup run over the run's inputs",
+    )
     p.add_argument("--seed", type=int, default=0, help="for --tokens random")
     p.add_argument(
         "--format", default="parquet", choices=["parquet", "jsonl", "hf"], help="of MIX_DIR/data (hf: save_to_disk)"
@@ -62,7 +69,7 @@ def add(sub) -> None:
 def run(args, beam_args: list[str]) -> None:
     from refsift.pipelines import select
 
-    cfg = from_args(select.SelectConfig, args, run=args.run_dir, dedup=not args.keep_duplicates)
+    cfg = from_args(select.SelectConfig, args, run=args.run_dir)
     record = select.run(cfg, beam_args)
     notes = {s: v["note"] for s, v in record["plan"].get("sources", {}).items()}
     columns = ["source", "docs_in", "tokens_in", "duplicates", "docs_out", "tokens_out", "tokens_labelled"]
@@ -83,15 +90,18 @@ def run(args, beam_args: list[str]) -> None:
     print(format_table(columns + (["note"] if notes else []), rows))
     if "threshold" in record:
         print(f"global excess-loss threshold: {record['threshold']:.4f}")
-    print(
-        "tokens_in: scored tokens of the candidates; tokens_out: every token of the exported windows (the prefix, "
-        "prompts and the context a window repeats included, repeats of upsampled documents too); tokens_labelled: "
-        "those trained on"
-    )
+    if record["export"] == "documents":
+        print("a classification run: tokens are words, and the documents are exported as text")
+    else:
+        print(
+            "tokens_in: scored tokens of the candidates; tokens_out: every token of the exported windows (the prefix, "
+            "prompts and the context a window repeats included, repeats of upsampled documents too); "
+            "tokens_labelled: those trained on"
+        )
     print(f"wrote {args.out}/data ({args.format}) and {args.out}/selection.json")
     if args.format != "hf":
-        view = record["view"]
+        view, rows = record["view"], "rows" if record["export"] == "documents" else "windows"
         print(
             f'query it:  refsift sql {args.run_dir} "SELECT source, count(DISTINCT doc_id) AS documents, '
-            f'count(*) AS windows FROM {view} GROUP BY 1"'
+            f'count(*) AS {rows} FROM {view} GROUP BY 1"'
         )

@@ -26,7 +26,7 @@ def run(args, _beam_args) -> int:
     from refsift.errors import RefsiftError
     from refsift.transforms.commit_chunks import TABLES
 
-    rundir.require(args.run_dir, "run")
+    rundir.require(args.run_dir, ("run", "dedup"))
     manifest = rundir.read_json(rundir.join(args.run_dir, "manifest.json")) or {}
     problems, checked = engine.audit(args.run_dir, tuple(manifest.get("tables", TABLES)))
     try:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 CHUNK_BYTES = {"cpu": 8 * 2**20, "accelerator": 256 * 2**20}
 CPU_BATCH_TOKENS = 4096  # padded tokens of one forward pass on a CPU at most (see window_nll)
 
@@ -63,6 +65,21 @@ def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_byte
     return nll
 
 
+def document_nll(
+    model, tokenizer, documents: list[dict], *, prefix: int | None, max_length: int, context: int, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(total nats, scored tokens) of each document under `model` reading its own
+    `tokenizer`'s tokens: the documents are encoded and windowed by the scoring rules
+    (`refsift.kernels.encode`, `refsift.kernels.windows`) and scored with `window_nll`."""
+    from refsift.kernels.encode import encode
+    from refsift.kernels.windows import cut
+    from refsift.models import pad_id
+
+    windows, _ = cut(encode(tokenizer, documents, prefix), max_length, context)
+    nll = window_nll(model, windows, batch_size, max_length, pad_id(tokenizer))
+    return windows.document_sums(len(documents), nll), windows.document_sums(len(documents))
+
+
 def window_nll(model, windows, batch_size: int, max_length: int, pad_id: int, on_batch=None):
     """Float32 loss per fed token of `windows` (`refsift.kernels.windows.Windows`) under
     `model`, NaN where not scored, in length-sorted batches with one transfer to the host
@@ -74,7 +91,6 @@ def window_nll(model, windows, batch_size: int, max_length: int, pad_id: int, on
     activations outgrow the caches: on 2 cores a 6-layer, 384-wide GPT-2 scored 4,137
     tokens a second in batches of 2,048 tokens, 4,034 in batches of 4,096 and 3,139 in
     batches of 8,192 (benchmarks/score_throughput.py has the shapes)."""
-    import numpy as np
     import torch
 
     from refsift.kernels.windows import length_batches, padded

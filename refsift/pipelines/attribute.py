@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import refsift
-from refsift import catalog, models, rundir
+from refsift import catalog, engine, models, rundir
 from refsift.chunk import Chunk
 from refsift.config import CorpusOptions
 from refsift.corpus.formats import chunked, payloads
@@ -121,6 +121,7 @@ def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, role: str) ->
                     f"sources {by_name[name]} and {task.input} would both be source {name!r} (a source is named by "
                     "its file's stem): rename one, or name sources with --source-field"
                 )
+    skip = engine.removed(cfg.dedup) if cfg.dedup else {}
     rng = random.Random(f"{cfg.seed}:{role}")
     kept: dict[str, list[dict]] = {}
     seen: dict[str, int] = {}
@@ -129,7 +130,7 @@ def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, role: str) ->
         items = payloads(task, cfg.fields.columns(), cfg.reading)
         documents, lost = 0, Counter()
         for index, final, part in chunked(items, 2**20):
-            chunk = read_chunk(task, index, final, part, cfg.fields, 0, {})
+            chunk = read_chunk(task, index, final, part, cfg.fields, 0, {}, skip)
             lost.update(row["reason"] for row in chunk.rejected)
             documents += len(chunk.documents)
             for doc in chunk.documents:  # reservoir sampling: every document equally likely to stay

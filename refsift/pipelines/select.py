@@ -31,11 +31,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsDict, AsSingleton
 
 import refsift
-from refsift import catalog, rundir
+from refsift import catalog, engine, rundir
 from refsift.engine import pipeline_options
 from refsift.errors import RefsiftError
 from refsift.kernels import selection
-from refsift.schemas import EXPORT_SCHEMA
+from refsift.schemas import DOCUMENT_EXPORT_SCHEMA, EXPORT_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.fill_budget import FillBudget
 from refsift.transforms.label_tokens import LabelTokens, TokenRule
@@ -61,7 +61,7 @@ class SelectConfig:
     mix: str | None = None
     temperature: float | None = None
     upsample: bool = False
-    dedup: bool = True
+    dedup: str = "exact"  # exact | near | none | a refsift dedup directory
     seed: int = 0
     format: str = "parquet"
     name: str | None = None
@@ -86,6 +86,8 @@ def validate(cfg: SelectConfig, manifest: dict) -> None:
         shares = selection.parse_mix(cfg.mix) if cfg.mix else None
     except ValueError as err:
         raise RefsiftError(str(err)) from None
+    if is_classification(manifest) and cfg.tokens != "all":
+        raise RefsiftError("a classification run has no per-token scores: --tokens selects tokens of scoring runs")
     if cfg.tokens == "excess" and "reference" not in manifest["roles"]:
         raise RefsiftError("--tokens excess needs a run scored with a --reference model")
     if shares and cfg.temperature is not None:
@@ -94,6 +96,8 @@ def validate(cfg: SelectConfig, manifest: dict) -> None:
         raise RefsiftError("a mixture splits tokens: give --budget as a percentage or as NNNtok")
     if cfg.temperature is not None and not 0 < cfg.temperature < math.inf:
         raise RefsiftError("--temperature must be a positive number")
+    if cfg.dedup not in ("exact", "near", "none"):
+        rundir.require(cfg.dedup, "dedup")
     if cfg.format not in EXPORT_FORMATS:
         raise RefsiftError(f"--format must be one of {', '.join(EXPORT_FORMATS)}")
     if not rundir.is_local(cfg.run):
@@ -173,37 +177,23 @@ def repeats(group_chosen, the_plan: dict):
         yield candidate[1], (candidate[4], t, candidate[5])
 
 
-class _KeepFirstFn(beam.DoFn):
-    """Of documents with the same normalised text, keeps the smallest doc_id."""
-
-    def process(self, element):
-        _, docs = element
-        first, *dups = sorted(docs, key=lambda d: d["doc_id"])
-        yield first
-        for doc in dups:
-            yield beam.pvalue.TaggedOutput("duplicates", doc)
-
-
 def _sum_tuples(values):
     return tuple(map(sum, zip(*values))) if values else ()
 
 
-def choose_documents(p: beam.Pipeline, cfg: SelectConfig) -> dict:
-    """Ranked documents -> duplicates removed -> --where -> the budget or mixture plan ->
-    (doc_id, (source, times, scored tokens)) for every chosen document."""
+def choose_documents(p: beam.Pipeline, cfg: SelectConfig, removed: str | None = None) -> dict:
+    """Ranked documents -> the copies a dedup run (`removed`) did not keep set aside ->
+    --where -> the budget or mixture plan -> (doc_id, (source, times, scored tokens)) for
+    every chosen document."""
     ranked = (
         p
         | "ReadExamples" >> beam.io.ReadFromParquetBatched(f"{cfg.run.rstrip('/')}/examples/*.parquet")
         | "RankDocuments" >> RankDocuments(by=cfg.by, where=cfg.where, order=cfg.order)
     )
-    if cfg.dedup:
-        deduped = (
-            ranked
-            | "KeyByText" >> beam.WithKeys(lambda d: d["hash"])
-            | "GroupByText" >> beam.GroupByKey()
-            | "KeepFirst" >> beam.ParDo(_KeepFirstFn()).with_outputs("duplicates", main="unique")
-        )
-        unique, duplicates = deduped.unique, deduped.duplicates
+    if removed:  # the copies a dedup run did not keep: ids only in the side input, documents never grouped
+        skip = AsDict(engine.skipped(p, removed))
+        parts = ranked | "SplitCopies" >> beam.Partition(lambda d, n, skip: int(d["doc_id"] in skip), 2, skip)
+        unique, duplicates = parts[0], parts[1]
     else:
         unique, duplicates = ranked, p | "NoDuplicates" >> beam.Create([])
     candidates = unique | "Where" >> beam.Filter(lambda d: d["keep"])
@@ -250,8 +240,10 @@ def excess_threshold(p: beam.Pipeline, tokens: str, ratio: float):
 def write_statistics(docs: dict, rows, threshold, path: str) -> None:
     """Counts per source before and after, the plan and the threshold, as one JSON file."""
 
-    def labelled(r):
-        return sum(x != selection.IGNORE for x in r["labels"])
+    def after(r):  # a window: (1, tokens trained on, tokens); a document of a classification run: its words
+        if "labels" not in r:
+            return 1, r["n_tokens"], r["n_tokens"]
+        return 1, sum(x != selection.IGNORE for x in r["labels"]), len(r["labels"])
 
     stats = [
         docs["ranked"] | "Before" >> beam.Map(lambda d: (("before", d["source"]), (1, d["n_tokens"]))),
@@ -261,7 +253,7 @@ def write_statistics(docs: dict, rows, threshold, path: str) -> None:
         | "FilteredStat" >> beam.Map(lambda d: (("filtered", d["source"]), (1, d["n_tokens"]))),
         docs["selected"]
         | "AfterDocs" >> beam.Map(lambda kv: (("documents", kv[1][0]), (1, kv[1][1], kv[1][1] * kv[1][2]))),
-        rows | "AfterRows" >> beam.Map(lambda r: (("after", r["source"]), (1, labelled(r), len(r["labels"])))),
+        rows | "AfterRows" >> beam.Map(lambda r: (("after", r["source"]), after(r))),
     ]
     summed = stats | "AllStats" >> beam.Flatten() | "SumStats" >> beam.CombinePerKey(_sum_tuples)
     extras = [docs["plan"] | "PlanStat" >> beam.Map(lambda pl: (("plan", ""), pl))]
@@ -276,9 +268,35 @@ def write_statistics(docs: dict, rows, threshold, path: str) -> None:
     )
 
 
-def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict) -> None:
-    """Adds the selection steps; `manifest` is the run's (its tokenizer decodes window text)."""
-    docs = choose_documents(p, cfg)
+def is_classification(manifest: dict) -> bool:
+    """A run of `refsift classify`: documents with a classifier's score, no tokens."""
+    return manifest.get("mode") == "classify"
+
+
+def document_rows(example: dict, chosen: dict):
+    """A chosen document of a classification run as an export row, repeated as chosen."""
+    if example["doc_id"] not in chosen:
+        return
+    _, times = chosen[example["doc_id"]]
+    row = {k: example[k] for k in ("doc_id", "source", "text", "n_tokens")}
+    for _ in range(times):
+        yield row
+
+
+def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict, removed: str | None = None) -> None:
+    """Adds the selection steps; `manifest` is the run's (its tokenizer decodes window text).
+    A classification run has no tokens: its chosen documents are exported as text."""
+    docs = choose_documents(p, cfg, removed)
+    if is_classification(manifest):
+        chosen = docs["selected"] | "SourceAndTimes" >> beam.Map(lambda kv: (kv[0], kv[1][:2]))
+        rows = (
+            p
+            | "ReadExamplesForExport" >> beam.io.ReadFromParquet(f"{cfg.run.rstrip('/')}/examples/*.parquet")
+            | "DocumentRows" >> beam.FlatMap(document_rows, AsDict(chosen))
+        )
+        write_rows(rows, cfg.format, data_dir, DOCUMENT_EXPORT_SCHEMA)
+        write_statistics(docs, rows, None, f"{cfg.out.rstrip('/')}/_stats")
+        return
     # The token shards are read once per consumer: labelling waits for the threshold, and a
     # shared read would make the runner hold every row until then.
     tokens = f"{cfg.run.rstrip('/')}/tokens/*.parquet"
@@ -307,11 +325,15 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict) ->
             | "SftJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
             | "WriteSft" >> beam.io.WriteToText(f"{cfg.out.rstrip('/')}/sft/part", ".jsonl")
         )
-    if cfg.format == "jsonl":
+    write_rows(rows, cfg.format, data_dir, EXPORT_SCHEMA)
+    write_statistics(docs, rows, threshold, f"{cfg.out.rstrip('/')}/_stats")
+
+
+def write_rows(rows, fmt: str, data_dir: str, schema) -> None:
+    if fmt == "jsonl":
         rows | "ToJson" >> beam.Map(json.dumps) | "WriteJsonl" >> beam.io.WriteToText(f"{data_dir}/part", ".jsonl")
     else:  # "hf" is converted from Parquet on the launcher
-        rows | "WriteData" >> WriteShards(directory=data_dir, schema=EXPORT_SCHEMA)
-    write_statistics(docs, rows, threshold, f"{cfg.out.rstrip('/')}/_stats")
+        rows | "WriteData" >> WriteShards(directory=data_dir, schema=schema)
 
 
 def sft_records(example: dict, chosen: dict):
@@ -327,6 +349,28 @@ def sft_records(example: dict, chosen: dict):
         record.update(prompt=example["prompt"], completion=example["text"][len(example["prompt"]) :])
     for _ in range(times):
         yield record
+
+
+def deduplicate(cfg: SelectConfig, out: str, beam_args: list[str]) -> str | None:
+    """The dedup run whose copies the selection leaves out: one given (a directory), or one
+    made here over the run's documents into OUT/dedup (exact: identical texts; near: MinHash
+    with `refsift dedup`'s defaults); None for --dedup none."""
+    from refsift.pipelines import dedup
+
+    if cfg.dedup == "none":
+        return None
+    if cfg.dedup not in ("exact", "near"):
+        return cfg.dedup
+    made = dedup.DedupConfig(
+        inputs=(f"{cfg.run.rstrip('/')}/examples/*.parquet",),
+        out=f"{out}/dedup",
+        format="parquet",
+        id_field="doc_id",
+        source_field="source",
+        method="exact" if cfg.dedup == "exact" else "minhash",
+    )
+    dedup.run(made, beam_args)
+    return made.out
 
 
 def summarize(items: list, cfg: SelectConfig) -> dict:
@@ -358,8 +402,9 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
     with rundir.claim(cfg.out, kind="selection", overwrite=cfg.overwrite, protect=[cfg.run]) as claim:
         out = claim.path.rstrip("/")
         data_dir = f"{out}/data" if cfg.format != "hf" else f"{out}/_parquet"
+        removed = deduplicate(cfg, out, beam_args)
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, cfg, data_dir, manifest)
+        build(pipeline, cfg, data_dir, manifest, removed)
         pipeline.run().wait_until_finish()
 
         with FileSystems.open(f"{out}/_stats.json") as handle:
@@ -381,6 +426,7 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
             "token_rule": asdict(cfg.rule),
             **stats,
             "view": cfg.view_name,
+            "export": "documents" if is_classification(manifest) else "windows",
             "wall_time_s": round(time.time() - started, 2),
         }
         rundir.write_json(f"{out}/selection.json", record)

@@ -7,7 +7,7 @@ e.g. ["model", "reference", "ckpt1"]: their per-role columns are `nll_<role>` (a
 
 from refsift.schemas.attribution import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA, METHODS
 from refsift.schemas.examples import DERIVED_SCORES, examples_schema
-from refsift.schemas.export import EXPORT_SCHEMA
+from refsift.schemas.export import DOCUMENT_EXPORT_SCHEMA, EXPORT_SCHEMA
 from refsift.schemas.rejected import REJECT_REASONS, REJECTED_SCHEMA
 from refsift.schemas.samples import SAMPLE_MODES, SAMPLES_SCHEMA
 from refsift.schemas.tokens import tokens_schema
@@ -17,6 +17,7 @@ __all__ = [
     "ATTRIBUTION_SCHEMA",
     "METHODS",
     "DERIVED_SCORES",
+    "DOCUMENT_EXPORT_SCHEMA",
     "EXPORT_SCHEMA",
     "REJECTED_SCHEMA",
     "REJECT_REASONS",

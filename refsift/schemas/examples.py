@@ -6,13 +6,15 @@ chat data the conversation rendered by the tokenizer's chat template (`messages`
 turns). `n_tokens` counts the scored tokens (the response's, the assistant turns') and
 `n_bytes` the UTF-8 bytes they cover. `nll_<role>` is the mean NLL in nats per scored
 token; `bpb_<role>` is bits per byte (total nats / (ln 2 x n_bytes)), comparable across
-tokenizers. The derived scores come from `refsift.scores.derive` and are null when their
-roles are absent.
+tokenizers; a ladder model with a tokenizer of its own has no per-token losses (they would
+not line up with `tokens`), only these per-document ones. The derived scores come from
+`refsift.scores.derive` and are null when their roles are absent.
 """
 
 import pyarrow as pa
 
-DERIVED_SCORES = ("excess_loss", "learnability", "learning_percentage", "novelty")
+from refsift.scores import DERIVED as DERIVED_SCORES
+
 MESSAGES_TYPE = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
 
 

@@ -8,6 +8,16 @@ loads the folder as is.
 
 import pyarrow as pa
 
+# A classification run has no tokens: its selection exports the documents, as text.
+DOCUMENT_EXPORT_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("n_tokens", pa.int32(), nullable=False),  # words
+    ]
+)
+
 EXPORT_SCHEMA = pa.schema(
     [
         pa.field("doc_id", pa.string(), nullable=False),

@@ -17,6 +17,7 @@ REJECT_REASONS = (
     "invalid_messages",  # chat mode: not a list of {role, content} with an assistant turn
     "missing_id",  # --id-field was given and the record has no such field
     "duplicate_id",  # an id seen earlier (the first occurrence, by input and row, is kept)
+    "near_duplicate",  # a copy a dedup run did not keep (refsift dedup; the detail names the kept one)
     "too_short",  # nothing to score (one token without a prefix, or an empty response)
     "tokenizer_error",  # the tokenizer or the chat template failed on this record
     "too_large",  # a record over --max-record-bytes (skipped without being read whole)

@@ -1,4 +1,5 @@
-"""`CommitChunks`: a finished chunk -> its shards in `RUN/{tokens,examples,rejected}/`, then
+"""`CommitChunks`: a finished chunk -> its shards in `RUN/<table>/` (`tokens`, `examples`,
+`rejected` for a scoring run; whatever tables the job's schemas name), then
 its completion marker in `RUN/_chunks/`.
 
 This is the commit protocol of resumable runs (datatrove's, at the grain of a chunk): each
@@ -23,8 +24,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from refsift import progress, rundir
-from refsift.engine import MARKERS
 
+MARKERS = "_chunks"  # RUN/_chunks/<task>-<chunk>.json: a chunk's completion marker
 TABLES = ("tokens", "examples", "rejected")
 
 
@@ -55,11 +56,14 @@ def commit(chunk, run: str, schemas: dict[str, pa.Schema]) -> dict:
 
     if chunk.read != len(chunk.documents) + len(chunk.rejected):
         raise RuntimeError(f"chunk {chunk.name}: read {chunk.read} != {len(chunk.documents)} + {len(chunk.rejected)}")
-    tables = {
-        "tokens": chunk.tokens_table(schemas["tokens"]) if chunk.documents else None,
-        "examples": chunk.examples if chunk.documents else None,
-        "rejected": pa.Table.from_pylist(chunk.rejected, schema=REJECTED_SCHEMA) if chunk.rejected else None,
-    }
+    tables = {}
+    for name in schemas:
+        if name == "tokens":
+            tables[name] = chunk.tokens_table(schemas["tokens"]) if chunk.documents else None
+        elif name == "rejected":
+            tables[name] = pa.Table.from_pylist(chunk.rejected, schema=REJECTED_SCHEMA) if chunk.rejected else None
+        else:
+            tables[name] = chunk.tables.get(name) if chunk.documents else None
     files, digests = {}, {}
     for name, table in tables.items():
         if table is not None and table.num_rows:
@@ -76,7 +80,7 @@ def commit(chunk, run: str, schemas: dict[str, pa.Schema]) -> dict:
         "scored": len(chunk.documents),
         "rejected": reasons,
         "windows": len(chunk.windows) if chunk.windows is not None else 0,
-        "tokens_scored": sum(d["n_tokens"] for d in chunk.documents),
+        "tokens_scored": sum(d.get("n_tokens", 0) for d in chunk.documents),
         "files": files,
         "digests": digests,
     }
@@ -107,7 +111,8 @@ class CommitChunks(beam.PTransform):
 
     Args:
       run: the run directory (local or any Beam filesystem).
-      schemas: the `tokens` and `examples` schemas of the run's roles.
+      schemas: table name -> schema of every table the job writes (a scoring run's `tokens`,
+        `examples` and `rejected`).
     """
 
     def __init__(self, *, run: str, schemas: dict[str, pa.Schema]):

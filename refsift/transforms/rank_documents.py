@@ -7,8 +7,6 @@ works locally and on Dataflow and no worker holds more than a batch.
 
 from __future__ import annotations
 
-import hashlib
-
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
@@ -17,12 +15,7 @@ def ranking_sql(by: str | None, where: str | None, order: str) -> str:
     """The per-batch query: score (higher = better) and whether the document passes `where`."""
     score = "0.0" if by is None else f"({by})" if order == "desc" else f"-({by})"
     keep = "TRUE" if where is None else f"COALESCE(({where}), FALSE)"
-    return f"SELECT doc_id, source, n_tokens, text, CAST({score} AS DOUBLE) AS score, {keep} AS keep FROM examples"
-
-
-def text_hash(text: str) -> str:
-    """Exact-duplicate key: the text with runs of whitespace folded to one space."""
-    return hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
+    return f"SELECT doc_id, source, n_tokens, CAST({score} AS DOUBLE) AS score, {keep} AS keep FROM examples"
 
 
 class _RankFn(beam.DoFn):
@@ -42,10 +35,9 @@ class _RankFn(beam.DoFn):
         for values in result.fetchall():
             row = dict(zip(columns, values))
             self._read.inc()
-            text = row.pop("text")
             if row["score"] is None or row["score"] != row["score"]:  # NULL or NaN ranks last
                 row["score"] = float("-inf")
-            yield {**row, "hash": text_hash(text)}
+            yield row
         self._con.unregister("examples")
 
 

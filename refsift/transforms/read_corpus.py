@@ -10,6 +10,8 @@ skipped without being parsed.
 
 Ids must be unique: the `duplicates` side input (from `IndexCorpus`) holds the first
 position of every repeated id, and every later occurrence is rejected as `duplicate_id`.
+With a dedup run (`refsift dedup`), the `skip` side input holds the ids of the copies it
+did not keep: each is rejected as `near_duplicate`, its detail naming the kept document.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from refsift.corpus.formats import DEFAULT_CHUNK_SIZE, ReadError, Reading, chunk
 from refsift.corpus.records import Fields
 
 
-def read_chunk(task, index: int, final: bool, items, fields: Fields, first_row: int, duplicates: dict) -> Chunk:
+def read_chunk(
+    task, index: int, final: bool, items, fields: Fields, first_row: int, duplicates: dict, skip: dict = None
+) -> Chunk:
     """A chunk of documents and rejections from (row, payload) items of `task`."""
     chunk = Chunk(task.index, index, final)
     for row, payload in items:
@@ -44,6 +48,9 @@ def read_chunk(task, index: int, final: bool, items, fields: Fields, first_row: 
         if first is not None and tuple(first) != (task.input, task.start, row):
             record = {"id": doc["doc_id"], "text": doc["text"]}
             chunk.rejected.append(records.rejection(task.input, at, "duplicate_id", record, f"first at {first[0]}"))
+        elif skip and doc["doc_id"] in skip:
+            record = {"id": doc["doc_id"], "text": doc["text"]}
+            chunk.rejected.append(records.rejection(task.input, at, "near_duplicate", record, skip[doc["doc_id"]]))
         else:
             chunk.documents.append(doc)
     return chunk
@@ -54,14 +61,14 @@ class _ReadFn(beam.DoFn):
         self._fields, self._chunk_size, self._reading, self._done = fields, chunk_size, reading, done
         self._read = Metrics.counter("ReadCorpus", "documents_read")
 
-    def process(self, task, first_rows, duplicates):
+    def process(self, task, first_rows, duplicates, skip=None):
         first_row = task.first_row if task.first_row is not None else first_rows[task.index]
         done = self._done.get(task.index, ())
         items = payloads(task, self._fields.columns(), self._reading)
         for index, final, chunk_items in chunked(items, self._chunk_size):
             if index in done:
                 continue
-            chunk = read_chunk(task, index, final, chunk_items, self._fields, first_row, duplicates)
+            chunk = read_chunk(task, index, final, chunk_items, self._fields, first_row, duplicates, skip)
             self._read.inc(chunk.read)
             for row in chunk.rejected:
                 Metrics.counter("ReadCorpus", f"rejected_{row['reason']}").inc()
@@ -80,6 +87,8 @@ class ReadCorpus(beam.PTransform):
       chunk_size: bytes of input per chunk.
       reading: how records are read (`refsift.corpus.formats.Reading`).
       done: task index -> chunk indices already committed (a resumed run skips them).
+      skip: side input (AsDict) id -> why, for documents to reject as near duplicates (the
+        copies a dedup run did not keep); None: none.
     """
 
     def __init__(
@@ -91,12 +100,13 @@ class ReadCorpus(beam.PTransform):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         reading: Reading = Reading(),
         done: dict[int, set[int]] | None = None,
+        skip=None,
     ):
         super().__init__()
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
         self._fn = _ReadFn(fields, chunk_size, reading, done or {})
-        self._side = (first_rows, duplicates)
+        self._side = (first_rows, duplicates) if skip is None else (first_rows, duplicates, skip)
 
     def expand(self, tasks):
         return tasks | "Read" >> beam.ParDo(self._fn, *self._side)

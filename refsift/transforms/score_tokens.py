@@ -22,8 +22,8 @@ from refsift.transforms.shared_models import shared_model, shared_tokenizer
 
 
 class _ScoreFn(beam.DoFn):
-    def __init__(self, role, model, batch_size, max_length, device, dtype, trust_remote_code, run):
-        self._role, self._spec, self._run = role, model, run
+    def __init__(self, role, aliases, model, batch_size, max_length, device, dtype, trust_remote_code, run):
+        self._role, self._aliases, self._spec, self._run = role, aliases, model, run
         self._batch_size, self._max_length = batch_size, max_length
         self._load_args = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         self._shared = Shared()
@@ -40,9 +40,11 @@ class _ScoreFn(beam.DoFn):
         self._progress.add(**{f"tokens_{self._role}": tokens})
 
     def process(self, chunk):
-        chunk.windows.nll[self._role] = window_nll(
+        nll = window_nll(
             self._model, chunk.windows, self._batch_size, self._max_length, self._pad, on_batch=self._count
         )
+        for role in (self._role, *self._aliases):
+            chunk.windows.nll[role] = nll
         yield chunk
 
     def teardown(self):
@@ -54,6 +56,8 @@ class ScoreTokens(beam.PTransform):
 
     Args:
       role: the role name; the losses land in `windows.nll[role]` (column `nll_<role>`).
+      aliases: other roles the same model plays (a ladder's first model as `model`, say):
+        they get the same losses, scored once.
       model: the role's model spec (hub id, local directory or alias).
       batch_size: windows of `max_length` tokens per forward pass; shorter windows are
         packed more to a batch, within the same number of padded tokens.
@@ -69,6 +73,7 @@ class ScoreTokens(beam.PTransform):
         *,
         role: str,
         model: str,
+        aliases: tuple[str, ...] = (),
         batch_size: int = 8,
         max_length: int = 512,
         device: str = "auto",
@@ -79,7 +84,7 @@ class ScoreTokens(beam.PTransform):
         super().__init__()
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
-        self._fn = _ScoreFn(role, model, batch_size, max_length, device, dtype, trust_remote_code, run)
+        self._fn = _ScoreFn(role, tuple(aliases), model, batch_size, max_length, device, dtype, trust_remote_code, run)
 
     def expand(self, chunks):
         return chunks | "Score" >> beam.ParDo(self._fn)

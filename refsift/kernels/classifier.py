@@ -1,0 +1,164 @@
+"""A fastText classifier as a document score: training, loading, scoring, and the two
+numbers that say how well it learned a score (AUC, Spearman). Plain functions, no Beam.
+
+fastText (the `fasttext` bindings) is what PreSelect, DCLM and FineWeb-Edu's first filters
+use: a bag of words and word n-grams, a linear model, thousands of documents a second on
+one core. A document is one line to fastText, so newlines become spaces, in training and
+in scoring alike (PreSelect's `train_fasttext.py` and datatrove's `FastTextClassifierFilter`
+do the same).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from refsift.errors import RefsiftError
+
+_NEWLINES = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+
+
+def one_line(text: str) -> str:
+    """The text as fastText reads a document: on one line."""
+    return _NEWLINES.sub(" ", text)
+
+
+@dataclass(frozen=True)
+class FastTextSettings:
+    """fastText's supervised training; the defaults are PreSelect's (`train_fasttext.py`).
+
+    Args:
+      epoch: passes over the training file.
+      lr: learning rate.
+      word_ngrams: longest word n-gram used as a feature.
+      dim: size of the word vectors.
+      min_count: words seen fewer times are dropped.
+      bucket: hash buckets of word n-grams: the model holds bucket x dim floats (fastText's
+        2,000,000 x 100 make an 800 MB file; a sample of thousands of documents needs far
+        fewer).
+      threads: training threads; 1 makes training deterministic for a seed.
+      seed: fastText's random seed.
+    """
+
+    epoch: int = 3
+    lr: float = 0.1
+    word_ngrams: int = 2
+    dim: int = 100
+    min_count: int = 1
+    bucket: int = 2_000_000
+    threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if (
+            min(self.epoch, self.word_ngrams, self.dim, self.min_count, self.threads, self.bucket) < 1
+            or not self.lr > 0
+        ):
+            raise RefsiftError("fastText settings must be positive (--epoch, --lr, --word-ngrams, --dim, ...)")
+
+
+def train(path: str, settings: FastTextSettings):
+    """A supervised fastText model from a file of `__label__X text` lines."""
+    import fasttext
+
+    return fasttext.train_supervised(
+        input=path,
+        epoch=settings.epoch,
+        lr=settings.lr,
+        wordNgrams=settings.word_ngrams,
+        dim=settings.dim,
+        minCount=settings.min_count,
+        bucket=settings.bucket,
+        thread=settings.threads,
+        seed=settings.seed,
+        verbose=0,
+    )
+
+
+MAGIC, VERSIONS = 793712314, (11, 12)  # fastText's file format: magic number and versions
+_ARGS = struct.Struct("<12i")  # dim, ws, epoch, minCount, neg, wordNgrams, loss, model, bucket, minn, maxn, lrUpdate
+
+
+def check_file(path: str) -> None:
+    """Refuses, before fastText reads it, a file that is not a fastText model or is cut
+    short: fastText allocates its matrices from the header (bucket x dim floats) before it
+    reads them, so a damaged or foreign file could cost gigabytes and minutes to fail."""
+    with open(path, "rb") as handle:
+        head = handle.read(8 + _ARGS.size)
+    if len(head) < 8 + _ARGS.size or struct.unpack("<2i", head[:8]) not in {(MAGIC, v) for v in VERSIONS}:
+        raise RefsiftError(f"classifier {path} is not a fastText model (no fastText header)")
+    dim, *_, bucket, _, _, _ = _ARGS.unpack(head[8:])
+    if dim < 1 or bucket < 0:
+        raise RefsiftError(f"classifier {path} is not a fastText model (its header is not one)")
+    if not path.endswith(".ftz") and os.path.getsize(path) < 4 * dim * bucket:  # a quantized model is smaller
+        raise RefsiftError(f"classifier {path} is cut short: its header promises {bucket} x {dim} floats")
+
+
+def load(path: str, label: str | None = None):
+    """A fastText model from a `.bin` file (local; copy a remote one first), refused in one
+    line when it is not one; with `label`, refused when the model has no such label."""
+    import fasttext
+
+    if not os.path.isfile(path):
+        raise RefsiftError(f"classifier {path}: no such file")
+    check_file(path)
+    try:
+        model = fasttext.load_model(path)
+    except Exception as err:  # ValueError "has wrong file format", a truncated file, ...
+        raise RefsiftError(f"classifier {path} is not a fastText model ({' '.join(str(err).split())[:160]})") from None
+    labels = model.get_labels()
+    if not labels:
+        raise RefsiftError(f"classifier {path} is a fastText model without labels (an unsupervised one)")
+    if label is not None and label not in labels:
+        raise RefsiftError(f"classifier {path} has no label {label!r}: it has {', '.join(labels)}")
+    return model
+
+
+def scores(model, texts: list[str], label: str) -> np.ndarray:
+    """Probability of `label` for each text (float64): higher = more like its examples."""
+    if not texts:
+        return np.zeros(0)
+    labels, probs = model.predict([one_line(t) for t in texts], k=-1)
+    out = np.zeros(len(texts))
+    for i, (names, values) in enumerate(zip(labels, probs)):
+        for name, value in zip(names, values):
+            if name == label:
+                out[i] = value
+                break
+    return out
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their average rank."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    average = (starts + ends + 1) / 2.0  # ranks are 1-based: a run [s, e) has mean rank (s + 1 + e) / 2
+    out = np.empty(len(values))
+    out[order] = np.repeat(average, ends - starts)
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties averaged); NaN when either side is constant."""
+    ra, rb = ranks(a), ranks(b)
+    if len(ra) < 2 or ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` for telling `positive` (bool) from the rest
+    (the Mann-Whitney statistic, ties counting half); NaN without both classes."""
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    r = ranks(scores)
+    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
