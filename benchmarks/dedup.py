@@ -20,7 +20,7 @@ with and without `--dedup` (the dedup run's own time included).
 
 The peers run in their own virtual environment (they pin other versions of datasets):
 
-    python3 -m venv peers && peers/bin/pip install datatrove==0.10.1 text-dedup==0.4.0 xxhash
+    python3 -m venv peers && peers/bin/pip install "datatrove[processing]==0.10.1" spacy orjson text-dedup==0.4.0
     python benchmarks/dedup.py --peers peers/bin/python          # about 10 minutes on 2 cores
     python benchmarks/dedup.py --parts memory saving             # no peers needed
 """
@@ -200,7 +200,7 @@ def quality(args, tmp: Path) -> None:
     if args.peers:
         found["datatrove"] = pairs_of(peer(args.peers, DATATROVE, corpus, tmp / "datatrove")["clusters"])
         found["text-dedup"] = pairs_of(peer(args.peers, TEXT_DEDUP, corpus, tmp / "text-dedup")["clusters"])
-    candidates = set().union(*found.values(), *(tuple(sorted(p)) for ps in planted.values() for p in ps))
+    candidates = set().union(*found.values(), {tuple(sorted(p)) for ps in planted.values() for p in ps})
     similarity = {p: jaccard(texts[p[0]], texts[p[1]]) for p in candidates}
     true = {p for p, j in similarity.items() if j >= THRESHOLD}
     print(f"{len(texts)} documents, {sum(map(len, planted.values()))} planted pairs; duplicates at Jaccard >= "

@@ -206,7 +206,10 @@ def table_files(run: Path, name: str, pattern: str) -> list[str]:
     if not isinstance(pattern, str) or os.path.isabs(pattern) or "**" in pattern:
         raise refuse("is not a path inside the run")
     directory = Path(os.path.normpath(run / os.path.dirname(pattern)))
-    root = run if directory == run or run in directory.parents else _selection_home(run, directory)
+    inside = directory == run or run in directory.parents
+    if not inside and not directory.exists() and not directory.is_symlink():
+        return []  # a selection moved or deleted since: nothing to read, nothing to refuse
+    root = run if inside else _selection_home(run, directory)
     if root is None:
         raise refuse("leads out of the run directory")
     files = []

@@ -39,18 +39,58 @@ from refsift.errors import Interrupted, RefsiftError
 from refsift.transforms.commit_chunks import MARKERS
 from refsift.transforms.index_corpus import IndexCorpus
 from refsift.transforms.read_corpus import ReadCorpus
+from refsift.transforms.read_parquet import ReadParquet
 
 PLAN = "_plan.json"
 log = logging.getLogger("refsift")
 
 
+RUNNERS = {
+    "direct": "DirectRunner",
+    "dask": "apache_beam.runners.dask.dask_runner.DaskRunner",
+    "portable": "PortableRunner",
+    "dataflow": "DataflowRunner",
+}
+
+
+def _short_forms(beam_args: list[str]) -> list[str]:
+    """`--runner dask` (direct, portable, dataflow) and `--dask-address A` in Beam's terms."""
+    args, out = list(beam_args), []
+    while args:
+        arg = args.pop(0)
+        name, eq, value = arg.partition("=")
+        if name in ("--runner", "--dask-address") and not eq and args:
+            value, eq = args.pop(0), "="
+        if name == "--runner" and eq:
+            out.append(f"--runner={RUNNERS.get(value.lower(), value)}")
+        elif name == "--dask-address" and eq:
+            out.append(f"--dask_client_address={value}")
+        else:
+            out.append(arg)
+    return out
+
+
+def _register_runner_options(beam_args: list[str]) -> None:
+    """A runner's own options are known to Beam once its module is imported (Dask's)."""
+    runner = next((a.partition("=")[2] for a in beam_args if a.startswith("--runner=")), "")
+    if "dask" in runner.lower():
+        try:
+            import apache_beam.runners.dask.dask_runner  # noqa: F401 (registers DaskOptions)
+            import distributed  # noqa: F401
+        except ImportError:
+            raise RefsiftError("the Dask runner needs dask: pip install 'dask[distributed]'") from None
+
+
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Beam options from the arguments refsift passed through; DirectRunner unless told.
+    Short forms: `--runner direct|dask|portable|dataflow`, `--dask-address ADDRESS`.
 
     Beam only logs a warning for an option it does not know, so a typo such as
     `--max-lenght` would be lost silently, and a stray path would be ignored: unknown
     options and positional arguments are refused here instead.
     """
+    beam_args = _short_forms(beam_args)
+    _register_runner_options(beam_args)
     parsers = []
     PipelineOptions(beam_args).get_all_options(add_extra_args_fn=parsers.append)
     _, unknown = parsers[0].parse_known_args(beam_args)
@@ -64,6 +104,42 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     if not any(arg.startswith("--runner") for arg in beam_args):
         beam_args = ["--runner=DirectRunner", *beam_args]
     return PipelineOptions(beam_args)
+
+
+def runner_name(options: PipelineOptions) -> str:
+    return str(options.view_as(StandardOptions).runner or "DirectRunner")
+
+
+def is_dataflow(options: PipelineOptions) -> bool:
+    return "dataflow" in runner_name(options).lower()
+
+
+def check_device(device: str, options: PipelineOptions) -> None:
+    """The device a job's workers will use, refused on the launcher before any work. On
+    Dataflow the workers are other machines: a CUDA device needs GPU workers asked for (the
+    launcher itself may have no GPU); elsewhere the workers are this machine's processes."""
+    from refsift import models
+
+    if not is_dataflow(options):
+        models.check_device(device)
+        return
+    if device.startswith("cuda"):
+        from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+        service = options.view_as(GoogleCloudOptions).dataflow_service_options or []
+        if not any("worker_accelerator" in option for option in service):
+            raise RefsiftError(
+                f"--device {device} on Dataflow needs GPU workers: --dataflow_service_options "
+                "'worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver' and a worker image with CUDA torch "
+                "(--sdk_container_image; see docker/Dockerfile)"
+            )
+
+
+def dry_run(options: PipelineOptions) -> bool:
+    """Dataflow's `--dry_run`: the job is built and validated, not submitted."""
+    from apache_beam.options.pipeline_options import TestOptions
+
+    return is_dataflow(options) and bool(options.view_as(TestOptions).dry_run)
 
 
 def read_markers(out: str) -> list[dict]:
@@ -286,21 +362,49 @@ def explain(err: BaseException) -> str:
     return f"{type(last).__name__}: {first}" if first else type(last).__name__
 
 
-def run_job(pipeline, out: str, *, what: str = "run") -> None:
-    """Runs a chunk job. Its workers' own output goes to a log file (unless --verbose);
-    Ctrl-C or a failure becomes one line naming how many chunks are committed and that
-    `--resume` finishes the run."""
+class _Leaves(beam.pipeline.PipelineVisitor):
+    """The PCollections a pipeline makes and no step reads: its sinks' outputs."""
+
+    def __init__(self):
+        self.made, self.read = [], set()
+
+    def visit_transform(self, node):
+        self.made += [o for o in node.outputs.values() if isinstance(o, beam.pvalue.PCollection)]
+        self.read |= {id(i) for i in node.inputs} | {id(s.pvalue) for s in node.side_inputs}
+
+
+def join_sinks(pipeline: beam.Pipeline) -> None:
+    """Makes every sink an input of one final step. Beam's DaskRunner computes only the
+    graph of the last step it visits, so a pipeline with several sinks (scoring's index
+    total, selection's data and statistics) would lose all but one of them."""
+    leaves = _Leaves()
+    pipeline.visit(leaves)
+    sinks = [p for p in leaves.made if id(p) not in leaves.read]
+    if len(sinks) > 1:
+        _ = tuple(sinks) | "JoinSinks" >> beam.Flatten() | "Done" >> beam.Filter(lambda _: False)
+
+
+def run_job(pipeline, out: str, *, what: str = "run", resumable: bool = True) -> None:
+    """Runs a job. Its workers' own output goes to a log file (unless --verbose); Ctrl-C or
+    a failure becomes one line, which for a chunk job (`resumable`) names how many chunks
+    are committed and that `--resume` finishes the run."""
+    if "dask" in str(pipeline.options.view_as(StandardOptions).runner).lower():
+        join_sinks(pipeline)
     with console.worker_output() as log_file:
         try:
             pipeline.run().wait_until_finish()
         except (KeyboardInterrupt, Exception) as err:
+            where = f" (the workers' output is in {log_file})" if log_file else ""
+            if not resumable:
+                if interrupted(err):
+                    raise Interrupted(f"interrupted: the {what} is incomplete") from None
+                raise RefsiftError(f"the {what} stopped: {explain(err)}{where}") from None
             done = len(read_markers(out))
             if interrupted(err):
                 raise Interrupted(
                     f"interrupted: {done} chunks of the {what} are committed; the same command with --resume "
                     "finishes it"
                 ) from None
-            where = f" (the workers' output is in {log_file})" if log_file else ""
             raise RefsiftError(
                 f"the {what} stopped: {explain(err)}. {done} chunks are committed; once that is fixed, the same "
                 f"command with --resume finishes it{where}"
@@ -395,6 +499,13 @@ def execute(job: ChunkJob, options: PipelineOptions, *, overwrite: bool, resume:
     """Runs a chunk job into `job.out` (or finishes an interrupted one with `resume`),
     checks it, writes the catalog; returns the manifest (also written as manifest.json).
     `on_start(out)` runs once the directory is claimed, just before the job."""
+    if dry_run(options):  # build the job as Dataflow would take it; claim and write nothing
+        pipeline = beam.Pipeline(options=options)
+        job.build(pipeline, job.out, job.tasks, {})
+        with console.worker_output():  # staging's sdist build talks on stderr
+            result = pipeline.run()
+        transforms = result.job.proto_pipeline.components.transforms.values()
+        return {"dry_run": True, "steps": sorted(t.unique_name for t in transforms), "tasks": len(job.tasks)}
     started = time.time()
     manifest = {
         "refsift_version": refsift.__version__,
@@ -492,7 +603,7 @@ def skipped(pipeline: beam.Pipeline, dedup: str) -> beam.PCollection:
     return (
         pipeline
         | "ReadDuplicates"
-        >> beam.io.ReadFromParquet(
+        >> ReadParquet(
             rundir.join(dedup, "duplicates", "*.parquet"), columns=["doc_id", "cluster_id", "kept", "exact", "jaccard"]
         )
         | "NotKept" >> beam.Filter(lambda row: not row["kept"])

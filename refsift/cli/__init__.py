@@ -30,12 +30,7 @@ from refsift.cli import (
 from refsift.errors import RefsiftError
 
 COMMANDS = (dedup, score, sql, verify, select, distill, classify, finetune, novelty, attribute, report, demo)
-PASS_THROUGH = {
-    "score",
-    "select",
-    "novelty",
-    "classify",
-}  # subcommands whose unknown arguments are Beam pipeline options
+PASS_THROUGH = {"score", "select", "novelty", "classify", "dedup"}  # their unknown arguments are Beam options
 
 
 class _Parser(argparse.ArgumentParser):

@@ -98,6 +98,10 @@ def run(args, beam_args: list[str]) -> None:
         print(f"scoring {' '.join(cfg.inputs)}\n  roles: {roles}\n  out:   {out}", flush=True)
 
     manifest = score.run(cfg, beam_args, on_start=announce)
+    if manifest.get("dry_run"):
+        steps = [s for s in manifest["steps"] if "/" not in s]
+        print(f"dry run: the job was built and not submitted; {manifest['tasks']} tasks, steps {', '.join(steps)}")
+        return
     c = manifest["counts"]
     if manifest.get("already_complete"):
         print(f"{out} is already complete: nothing to resume")

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import refsift
-from refsift import catalog, models, rundir
+from refsift import catalog, engine, models, rundir
 from refsift.engine import pipeline_options
 from refsift.errors import RefsiftError
 from refsift.kernels.contrastive import DecodeSettings
@@ -268,6 +268,11 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
         check_run(cfg.run, base, finetuned)
     if not rundir.is_local(cfg.out):
         raise RefsiftError("novelty reports are written to a local directory")
+    if "dask" in engine.runner_name(options).lower():
+        raise RefsiftError(
+            "novelty does not run on Beam's DaskRunner: its sampler hands out batches in finish_bundle, whose "
+            "output that runner drops; use the DirectRunner, the portable runner or Dataflow"
+        )
     protect = [*([cfg.run] if cfg.run else []), *cfg.data, *cfg.attribute]
     if cfg.attribute:
         attribution_config(cfg)  # refuses bad settings before any work
@@ -275,7 +280,7 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
         cfg = replace(cfg, out=claim.path)
         pipeline = beam.Pipeline(options=options)
         build(pipeline, cfg)
-        pipeline.run().wait_until_finish()
+        engine.run_job(pipeline, cfg.out, what="novelty job", resumable=False)
         extracted = extract(cfg, beam_args)
         if extracted:
             pq.write_table(pa.Table.from_pylist(extracted, schema=SAMPLES_SCHEMA), f"{cfg.out}/samples/extract.parquet")

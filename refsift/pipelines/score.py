@@ -97,7 +97,7 @@ def build(
     )
 
 
-def check_models(cfg: ScoreConfig) -> dict:
+def check_models(cfg: ScoreConfig, options=None) -> dict:
     """Everything about the roles that can be refused before any work: tokenizers shared
     (a ladder model may read its own), loadable and able to encode, the prefix and the chat
     template available, weights that fit their configs, windows within every model's
@@ -105,7 +105,7 @@ def check_models(cfg: ScoreConfig) -> dict:
     that read their own tokens."""
     from refsift.kernels.encode import prefix_id
 
-    models.check_device(cfg.device)
+    engine.check_device(cfg.device, options or engine.pipeline_options([]))
     trust = cfg.trust_remote_code
     tokenizer = models.load_tokenizer(cfg.model, trust_remote_code=trust)
     fingerprint = models.vocab_fingerprint(tokenizer)
@@ -185,7 +185,7 @@ def run(cfg: ScoreConfig, beam_args: list[str] = (), on_start=None) -> dict:
         list(cfg.inputs), format=cfg.format, text_per_line=cfg.text_per_line, task_size=cfg.task_size
     )
     engine.check_dedup(cfg, identity)
-    tokenizer = check_models(cfg)
+    tokenizer = check_models(cfg, options)
     roles, own = list(cfg.roles), tokenizer["own_tokens"]
     local_models = [models.local_path(spec) for spec in cfg.roles.values()]
     job = engine.ChunkJob(

@@ -40,6 +40,7 @@ from refsift.transforms import WriteShards
 from refsift.transforms.fill_budget import FillBudget
 from refsift.transforms.label_tokens import LabelTokens, TokenRule
 from refsift.transforms.rank_documents import RankDocuments, ranking_sql
+from refsift.transforms.read_parquet import ReadParquet
 
 EXPORT_FORMATS = ("parquet", "jsonl", "hf")
 QUANTILES = 1001  # global thresholds to 0.1% of the token distribution
@@ -181,33 +182,61 @@ def _sum_tuples(values):
     return tuple(map(sum, zip(*values))) if values else ()
 
 
-def choose_documents(p: beam.Pipeline, cfg: SelectConfig, removed: str | None = None) -> dict:
+def launcher_plan(cfg: SelectConfig, removed: str | None) -> dict:
+    """The plan from a local run's catalog: the candidates' tokens per source and their
+    number, by one DuckDB query over one row per document (no job needed for it)."""
+    import pyarrow as pa
+
+    skip = sorted(engine.removed(removed)) if removed else []
+    con = catalog.connect(cfg.run)
+    try:
+        con.register("copies", pa.table({"doc_id": pa.array(skip, type=pa.string())}))
+        rows = con.execute(
+            f"SELECT source, sum(n_tokens), count(*) FROM ({ranking_sql(cfg.by, cfg.where, cfg.order)}) "
+            "WHERE keep AND doc_id NOT IN (SELECT doc_id FROM copies) GROUP BY source"
+        ).fetchall()
+    finally:
+        con.close()
+    available = {source: int(tokens) for source, tokens, _ in rows}
+    return plan(None, cfg, available, {"documents": sum(n for *_, n in rows)})
+
+
+def choose_documents(
+    p: beam.Pipeline, cfg: SelectConfig, removed: str | None = None, fixed: dict | None = None
+) -> dict:
     """Ranked documents -> the copies a dedup run (`removed`) did not keep set aside ->
     --where -> the budget or mixture plan -> (doc_id, (source, times, scored tokens)) for
-    every chosen document."""
+    every chosen document. With `fixed`, the plan made on the launcher (`launcher_plan`)
+    is a constant of the job; else the job makes it from the candidates it counts."""
     ranked = (
         p
-        | "ReadExamples" >> beam.io.ReadFromParquetBatched(f"{cfg.run.rstrip('/')}/examples/*.parquet")
+        | "ReadExamples" >> ReadParquet(f"{cfg.run.rstrip('/')}/examples/*.parquet", batched=True)
         | "RankDocuments" >> RankDocuments(by=cfg.by, where=cfg.where, order=cfg.order)
     )
     if removed:  # the copies a dedup run did not keep: ids only in the side input, documents never grouped
-        skip = AsDict(engine.skipped(p, removed))
-        parts = ranked | "SplitCopies" >> beam.Partition(lambda d, n, skip: int(d["doc_id"] in skip), 2, skip)
-        unique, duplicates = parts[0], parts[1]
+        copies = engine.skipped(p, removed)
+        unique = ranked | "Unique" >> beam.Filter(lambda d, skip: d["doc_id"] not in skip, AsDict(copies))
+        duplicates = ranked | "Copies" >> beam.Filter(lambda d, skip: d["doc_id"] in skip, AsDict(copies))
     else:
         unique, duplicates = ranked, p | "NoDuplicates" >> beam.Create([])
     candidates = unique | "Where" >> beam.Filter(lambda d: d["keep"])
-    available = (
-        candidates
-        | "SourceTokens" >> beam.Map(lambda d: (d["source"], d["n_tokens"]))
-        | "SumSourceTokens" >> beam.CombinePerKey(sum)
-    )
-    counts = (
-        candidates
-        | "CountCandidates" >> beam.combiners.Count.Globally()
-        | "AsCount" >> beam.Map(lambda n: ("documents", n))
-    )
-    the_plan = p | "One" >> beam.Create([None]) | "Plan" >> beam.Map(plan, cfg, AsDict(available), AsDict(counts))
+    if fixed is not None:
+        the_plan = p | "Plan" >> beam.Create([fixed])
+        plan_value, limits = fixed, fixed["limits"]
+    else:
+        available = (
+            candidates
+            | "SourceTokens" >> beam.Map(lambda d: (d["source"], d["n_tokens"]))
+            | "SumSourceTokens" >> beam.CombinePerKey(sum)
+        )
+        counts = (
+            candidates
+            | "CountCandidates" >> beam.combiners.Count.Globally()
+            | "AsCount" >> beam.Map(lambda n: ("documents", n))
+        )
+        the_plan = p | "One" >> beam.Create([None]) | "Plan" >> beam.Map(plan, cfg, AsDict(available), AsDict(counts))
+        plan_value = AsSingleton(the_plan)
+        limits = AsSingleton(the_plan | "Limits" >> beam.Map(lambda pl: pl["limits"]))
     mixture = cfg.mix is not None or cfg.temperature is not None
 
     def keyed(d, the_plan):
@@ -215,12 +244,11 @@ def choose_documents(p: beam.Pipeline, cfg: SelectConfig, removed: str | None = 
         weight = d["n_tokens"] if the_plan["weight"] == "tokens" else 1
         return group, (d["score"], d["doc_id"], weight, group, d["source"], d["n_tokens"])
 
-    limits = the_plan | "Limits" >> beam.Map(lambda pl: pl["limits"])
     selected = (
         candidates
-        | "ByGroup" >> beam.Map(keyed, AsSingleton(the_plan))
-        | "FillBudget" >> FillBudget(limits=AsSingleton(limits))
-        | "Repeats" >> beam.FlatMap(repeats, AsSingleton(the_plan))
+        | "ByGroup" >> beam.Map(keyed, plan_value)
+        | "FillBudget" >> FillBudget(limits=limits)
+        | "Repeats" >> beam.FlatMap(repeats, plan_value)
     )
     return {"ranked": ranked, "unique": unique, "duplicates": duplicates, "plan": the_plan, "selected": selected}
 
@@ -229,7 +257,7 @@ def excess_threshold(p: beam.Pipeline, tokens: str, ratio: float):
     """The excess loss above which `ratio` of all scored tokens lie (approximate quantiles)."""
     return (
         p
-        | "ReadTokensForThreshold" >> beam.io.ReadFromParquet(tokens, columns=["nll_model", "nll_reference"])
+        | "ReadTokensForThreshold" >> ReadParquet(tokens, columns=["nll_model", "nll_reference"])
         | "Excess"
         >> beam.FlatMap(lambda w: [x for x in selection.excess(w["nll_model"], w["nll_reference"]) if x is not None])
         | "Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILES)
@@ -264,7 +292,7 @@ def write_statistics(docs: dict, rows, threshold, path: str) -> None:
         | "Stats" >> beam.Flatten()
         | "StatsList" >> beam.combiners.ToList()
         | "StatsJson" >> beam.Map(lambda items: json.dumps([[k[0], k[1], v] for k, v in items], default=str))
-        | "WriteStats" >> beam.io.WriteToText(path, ".json", shard_name_template="")
+        | "WriteStats" >> beam.Map(write_text, f"{path}.json")
     )
 
 
@@ -283,15 +311,17 @@ def document_rows(example: dict, chosen: dict):
         yield row
 
 
-def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict, removed: str | None = None) -> None:
+def build(
+    p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict, removed: str | None = None, fixed=None
+) -> None:
     """Adds the selection steps; `manifest` is the run's (its tokenizer decodes window text).
     A classification run has no tokens: its chosen documents are exported as text."""
-    docs = choose_documents(p, cfg, removed)
+    docs = choose_documents(p, cfg, removed, fixed)
     if is_classification(manifest):
         chosen = docs["selected"] | "SourceAndTimes" >> beam.Map(lambda kv: (kv[0], kv[1][:2]))
         rows = (
             p
-            | "ReadExamplesForExport" >> beam.io.ReadFromParquet(f"{cfg.run.rstrip('/')}/examples/*.parquet")
+            | "ReadExamplesForExport" >> ReadParquet(f"{cfg.run.rstrip('/')}/examples/*.parquet")
             | "DocumentRows" >> beam.FlatMap(document_rows, AsDict(chosen))
         )
         write_rows(rows, cfg.format, data_dir, DOCUMENT_EXPORT_SCHEMA)
@@ -305,7 +335,7 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict, re
     chosen = docs["selected"] | "SourceAndTimes" >> beam.Map(lambda kv: (kv[0], kv[1][:2]))
     rows = (
         p
-        | "ReadTokens" >> beam.io.ReadFromParquet(tokens)
+        | "ReadTokens" >> ReadParquet(tokens)
         | "LabelTokens"
         >> LabelTokens(
             rule=rule,
@@ -320,20 +350,23 @@ def build(p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict, re
     if settings.get("prompt_field") or settings.get("messages_field"):  # instruction data: TRL's own formats too
         (
             p
-            | "ReadExamplesForSft" >> beam.io.ReadFromParquet(f"{cfg.run.rstrip('/')}/examples/*.parquet")
+            | "ReadExamplesForSft" >> ReadParquet(f"{cfg.run.rstrip('/')}/examples/*.parquet")
             | "SftRecords" >> beam.FlatMap(sft_records, AsDict(chosen))
-            | "SftJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
-            | "WriteSft" >> beam.io.WriteToText(f"{cfg.out.rstrip('/')}/sft/part", ".jsonl")
+            | "WriteSft" >> WriteShards(directory=f"{cfg.out.rstrip('/')}/sft", schema=None)
         )
     write_rows(rows, cfg.format, data_dir, EXPORT_SCHEMA)
     write_statistics(docs, rows, threshold, f"{cfg.out.rstrip('/')}/_stats")
 
 
 def write_rows(rows, fmt: str, data_dir: str, schema) -> None:
-    if fmt == "jsonl":
-        rows | "ToJson" >> beam.Map(json.dumps) | "WriteJsonl" >> beam.io.WriteToText(f"{data_dir}/part", ".jsonl")
-    else:  # "hf" is converted from Parquet on the launcher
-        rows | "WriteData" >> WriteShards(directory=data_dir, schema=schema)
+    """The export: Parquet, or JSON lines ("hf" is converted from Parquet on the launcher)."""
+    rows | "WriteData" >> WriteShards(directory=data_dir, schema=None if fmt == "jsonl" else schema)
+
+
+def write_text(text: str, path: str) -> None:
+    """One element as a whole file (the statistics): written once, under its final name."""
+    with FileSystems.create(path) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def sft_records(example: dict, chosen: dict):
@@ -403,9 +436,10 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
         out = claim.path.rstrip("/")
         data_dir = f"{out}/data" if cfg.format != "hf" else f"{out}/_parquet"
         removed = deduplicate(cfg, out, beam_args)
+        fixed = launcher_plan(cfg, removed) if rundir.is_local(cfg.run) else None
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, cfg, data_dir, manifest, removed)
-        pipeline.run().wait_until_finish()
+        build(pipeline, cfg, data_dir, manifest, removed, fixed)
+        engine.run_job(pipeline, out, what="selection", resumable=False)
 
         with FileSystems.open(f"{out}/_stats.json") as handle:
             stats = summarize(json.loads(handle.read()), cfg)

@@ -2,7 +2,10 @@
 that group's limit.
 
 A CombineFn whose accumulator is pruned to what could still be chosen (documents in score
-order until the limit is passed), so memory follows the selection, not the corpus.
+order until the limit is passed), so memory follows the selection, not the corpus. Beam's
+DaskRunner gives a CombineFn no side inputs (it outputs nothing); there each group's
+candidates are grouped whole and filled in one step instead (memory: every candidate's
+score and id, never its text).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class FillBudget(beam.PTransform):
     """(group, (score, doc_id, weight, group)) -> (group, chosen candidates, best first).
 
     Args:
-      limits: side input (`beam.pvalue.AsSingleton`) of a dict group -> weight limit.
+      limits: a dict group -> weight limit, or a side input (`beam.pvalue.AsSingleton`) of one.
     """
 
     def __init__(self, *, limits):
@@ -53,4 +56,12 @@ class FillBudget(beam.PTransform):
         self._limits = limits
 
     def expand(self, keyed):
+        from apache_beam.options.pipeline_options import StandardOptions
+
+        if "dask" in str(keyed.pipeline.options.view_as(StandardOptions).runner).lower():
+            return (
+                keyed
+                | "Group" >> beam.GroupByKey()
+                | "Fill" >> beam.Map(lambda kv, limits: (kv[0], fill(list(kv[1]), limits.get(kv[0], 0))), self._limits)
+            )
         return keyed | "Fill" >> beam.CombinePerKey(_FillFn(), self._limits)

@@ -6,6 +6,9 @@ rows. From them come two small side inputs of the scoring pass: the first positi
 id that occurs more than once (its later occurrences are rejected as `duplicate_id`), and
 the row number each byte-range task starts at. No document text crosses the shuffle, only
 ids: memory grows with the number of records that carry ids, not with their size.
+
+The scan has one output, its elements tagged by kind, split by two filters: some runners
+(Beam's DaskRunner) deliver a multi-output ParDo's tagged outputs mixed with its main one.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ class _IndexFn(beam.DoFn):
                 continue
             records_read += 1
             if isinstance(parsed, dict) and parsed["id"] is not None:
-                yield parsed["id"], (task.input, task.start, row)
-        yield beam.pvalue.TaggedOutput("counts", (task.index, task.input, task.start, rows, records_read))
+                yield "id", (parsed["id"], (task.input, task.start, row))
+        yield "count", (task.index, task.input, task.start, rows, records_read)
 
 
 class _FirstAndCount(beam.CombineFn):
@@ -49,9 +52,10 @@ class _FirstAndCount(beam.CombineFn):
 
 
 def first_rows(counts: list[tuple]) -> dict[int, int]:
-    """Task index -> row number of its first record in its file (rows of the tasks before it)."""
+    """Task index -> row number of its first record in its file (rows of the tasks before it).
+    A task counted twice (a runner that recomputes a side input may deliver it so) counts once."""
     out, rows_before = {}, {}
-    for index, path, _, rows, _ in sorted(counts, key=lambda c: (c[1], c[2])):
+    for index, path, _, rows, _ in sorted(set(map(tuple, counts)), key=lambda c: (c[1], c[2])):
         out[index] = rows_before.get(path, 0)
         rows_before[path] = out[index] + rows
     return out
@@ -71,14 +75,16 @@ class IndexCorpus(beam.PTransform):
         self._fn = _IndexFn(fields, reading)
 
     def expand(self, tasks):
-        out = tasks | "Scan" >> beam.ParDo(self._fn).with_outputs("counts", main="ids")
+        out = tasks | "Scan" >> beam.ParDo(self._fn)
+        ids = out | "Ids" >> beam.Filter(lambda kv: kv[0] == "id") | "Id" >> beam.Map(lambda kv: kv[1])
+        counts = out | "Counts" >> beam.Filter(lambda kv: kv[0] == "count") | "Count" >> beam.Map(lambda kv: kv[1])
         duplicates = (
-            out.ids
+            ids
             | "FirstAndCount" >> beam.CombinePerKey(_FirstAndCount())
             | "Repeated" >> beam.Filter(lambda kv: kv[1][1] > 1)
             | "FirstPosition" >> beam.Map(lambda kv: (kv[0], kv[1][0]))
         )
-        counts = out.counts | "AllCounts" >> beam.combiners.ToList()
+        counts = counts | "AllCounts" >> beam.combiners.ToList()
         return {
             "duplicates": duplicates,
             "first_rows": counts | "FirstRows" >> beam.Map(first_rows),

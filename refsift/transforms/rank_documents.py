@@ -7,6 +7,8 @@ works locally and on Dataflow and no worker holds more than a batch.
 
 from __future__ import annotations
 
+import threading
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
@@ -27,18 +29,24 @@ class _RankFn(beam.DoFn):
         from refsift.catalog import confined
 
         self._con = confined()  # --by and --where are SQL: they may compute, never reach a file
+        self._lock = threading.Lock()  # one DoFn may serve threads at once (Dask computes side inputs so)
+
+    def __getstate__(self):  # a runner may pickle the DoFn after setup (Dask, for a side input)
+        return {k: v for k, v in self.__dict__.items() if k not in ("_con", "_lock")}
 
     def process(self, batch):
-        self._con.register("examples", batch)
-        result = self._con.execute(self._sql)
-        columns = [d[0] for d in result.description]
-        for values in result.fetchall():
+        with self._lock:
+            self._con.register("examples", batch)
+            result = self._con.execute(self._sql)
+            columns = [d[0] for d in result.description]
+            rows = result.fetchall()
+            self._con.unregister("examples")
+        for values in rows:
             row = dict(zip(columns, values))
             self._read.inc()
             if row["score"] is None or row["score"] != row["score"]:  # NULL or NaN ranks last
                 row["score"] = float("-inf")
             yield row
-        self._con.unregister("examples")
 
 
 class RankDocuments(beam.PTransform):

@@ -1,0 +1,223 @@
+"""Beyond one machine: the same run on a real cluster engine (Beam's DaskRunner on a
+`distributed` LocalCluster of worker processes), on the portable runner with a separate
+worker pool (every DoFn and side input pickled across a process boundary, as on Dataflow
+Runner v2), and Dataflow's job built offline (`--dry_run`); the worker image's pins."""
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from configparser import ConfigParser
+from pathlib import Path
+
+import pytest
+
+from refsift import catalog, cli, corpora
+from tests.conftest import held_out, write_jsonl
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Three files, one large enough to be cut into byte-range tasks, with bad records."""
+    d = tmp_path_factory.mktemp("engines")
+    docs = corpora.numbered(held_out("prose", 30, start=120), "p")
+    lines = [json.dumps(r) for r in docs]
+    lines[5:5] = ['{"id": "bad", "text": ', "[1, 2]"]
+    (d / "big.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_jsonl(d / "code.jsonl.gz", corpora.numbered(held_out("code", 8, start=120), "c"))
+    write_jsonl(d / "drama.jsonl", corpora.numbered(held_out("drama", 6, start=120), "d"))
+    return d
+
+
+def score_args(corpus, out, model, *extra):
+    return ["score", "--input", f"{corpus}/*", "--model", model, "--out", str(out), "--max-length", "64",
+            "--context", "16", "--chunk-size", "4K", "--task-size", "12K", *extra]  # fmt: skip
+
+
+def snapshot(run: Path) -> dict:
+    q = {
+        "examples": "SELECT doc_id, input, row, n_tokens, nll_model FROM examples ORDER BY doc_id",
+        "tokens": 'SELECT doc_id, "window", token_ids, nll_model FROM tokens ORDER BY doc_id, "window"',
+        "rejected": "SELECT input, row, reason FROM rejected ORDER BY input, row",
+    }
+    return {name: catalog.query(str(run), sql)[1] for name, sql in q.items()}
+
+
+def same(a: dict, b: dict) -> None:
+    """Equal documents, rows, ids, tokens and rejections; losses equal up to float rounding."""
+    assert a["rejected"] == b["rejected"]
+    assert [r[:4] for r in a["examples"]] == [r[:4] for r in b["examples"]]
+    assert [r[4] for r in a["examples"]] == pytest.approx([r[4] for r in b["examples"]], rel=1e-5)
+    assert [r[:3] for r in a["tokens"]] == [r[:3] for r in b["tokens"]]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, corpus, prose_model):
+    out = tmp_path_factory.mktemp("direct") / "run"
+    assert cli.main(score_args(corpus, out, prose_model)) == 0
+    assert len(json.loads((out / "_plan.json").read_text())["tasks"]) > 3  # the big file is several tasks
+    return out
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
+    yield cluster
+    cluster.close()
+
+
+def on_dask(cluster) -> list[str]:
+    return ["--runner", "dask", "--dask-address", cluster.scheduler_address]
+
+
+def test_score_on_dask_equals_the_direct_runner_and_resumes(dask_cluster, corpus, prose_model, reference, tmp_path):
+    out = tmp_path / "run"
+    assert cli.main([*score_args(corpus, out, prose_model), *on_dask(dask_cluster)]) == 0
+    same(snapshot(out), snapshot(reference))
+    assert (
+        json.loads((out / "manifest.json").read_text())["counts"]
+        == json.loads((reference / "manifest.json").read_text())["counts"]
+    )
+    # a run killed halfway: half its chunks gone, marked incomplete; --resume on Dask finishes it
+    half = tmp_path / "half"
+    shutil.copytree(reference, half, ignore=shutil.ignore_patterns(".lock"))
+    markers = sorted((half / "_chunks").glob("*.json"))
+    for marker in markers[::2]:
+        for table, name in json.loads(marker.read_text())["files"].items():
+            (half / table / name).unlink()
+        marker.unlink()
+    (half / ".refsift").write_text(json.dumps({"kind": "run", "status": "running"}))
+    assert cli.main([*score_args(corpus, half, prose_model), "--resume", *on_dask(dask_cluster)]) == 0
+    same(snapshot(half), snapshot(reference))
+
+
+def test_select_classify_and_dedup_on_dask_equal_the_direct_runner(dask_cluster, corpus, reference, tmp_path):
+    def export(mix: Path) -> list:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(sorted(mix.glob("data/*.parquet")))
+        return sorted(zip(*(table.column(c).to_pylist() for c in ("doc_id", "window", "labels"))))
+
+    argv = ["select", str(reference), "--by", "nll_model", "--budget", "50%", "--dedup", "near"]
+    assert cli.main([*argv, "--out", str(tmp_path / "mix-direct")]) == 0
+    assert cli.main([*argv, "--out", str(tmp_path / "mix-dask"), *on_dask(dask_cluster)]) == 0
+    assert export(tmp_path / "mix-dask") == export(tmp_path / "mix-direct") != []
+    stats = [
+        json.loads((tmp_path / m / "selection.json").read_text())["per_source"] for m in ("mix-direct", "mix-dask")
+    ]
+    assert stats[0] == stats[1]
+    dedup = ["dedup", "--input", f"{corpus}/*", "--task-size", "12K"]
+    assert cli.main([*dedup, "--out", str(tmp_path / "dd-direct")]) == 0
+    assert cli.main([*dedup, "--out", str(tmp_path / "dd-dask"), *on_dask(dask_cluster)]) == 0
+    query = "SELECT doc_id, cluster_id, kept FROM duplicates ORDER BY doc_id"
+    assert catalog.query(str(tmp_path / "dd-dask"), query)[1] == catalog.query(str(tmp_path / "dd-direct"), query)[1]
+    clf = tmp_path / "clf"
+    assert cli.main(["distill", str(reference), "--by", "nll_model", "--bucket", "5000", "--out", str(clf)]) == 0
+    classify = ["classify", "--classifier", str(clf), "--input", f"{corpus}/*", "--task-size", "12K"]
+    assert cli.main([*classify, "--out", str(tmp_path / "c-direct")]) == 0
+    assert cli.main([*classify, "--out", str(tmp_path / "c-dask"), *on_dask(dask_cluster)]) == 0
+    query = "SELECT doc_id, row, classifier_score FROM examples ORDER BY doc_id"
+    assert catalog.query(str(tmp_path / "c-dask"), query)[1] == catalog.query(str(tmp_path / "c-direct"), query)[1]
+
+
+def test_a_dask_worker_killed_mid_run_costs_nothing(dask_cluster, corpus, prose_model, reference, tmp_path):
+    out = tmp_path / "run"
+    code = {}
+    worker = threading.Thread(
+        target=lambda: code.setdefault("rc", cli.main([*score_args(corpus, out, prose_model), *on_dask(dask_cluster)]))
+    )
+    worker.start()
+    deadline = time.time() + 120
+    while not list(out.glob("_chunks/*.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    nanny = next(iter(dask_cluster.workers.values()))
+    nanny.process.process.kill()  # SIGKILL: the nanny starts another, the scheduler reruns what was lost
+    worker.join(timeout=300)
+    assert code.get("rc") == 0
+    same(snapshot(out), snapshot(reference))
+    assert cli.main(["verify", str(out)]) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_portable_runner_with_a_separate_worker_pool_equals_the_direct_runner(corpus, prose_model, reference, tmp_path):
+    port, log = free_port(), tmp_path / "pool.log"
+    # The pool starts each SDK worker as `python`: this interpreter's, first on PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(log, "w") as errors:
+        pool = subprocess.Popen(
+            [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env=env,
+        )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:  # wait for the pool to listen
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        out = tmp_path / "run"
+        portable = ["--runner", "portable", "--job_endpoint=embed", "--environment_type=EXTERNAL",
+                    f"--environment_config=localhost:{port}"]  # fmt: skip
+        # A worker that cannot start leaves the job waiting for it: give up after a while, saying why.
+        result, argv = [], [*score_args(corpus, out, prose_model), *portable]
+        job = threading.Thread(target=lambda: result.append(cli.main(argv)), daemon=True)
+        job.start()
+        job.join(timeout=300)
+        assert result == [0], log.read_text()[-2000:]
+        same(snapshot(out), snapshot(reference))
+    finally:
+        pool.send_signal(signal.SIGTERM)
+        pool.wait(timeout=30)
+
+
+def test_dataflow_builds_the_whole_job_offline_and_writes_nothing(corpus, prose_model, tmp_path, capsys):
+    pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient")
+    google = ["--runner", "dataflow", "--dry_run=True", "--project", "my-project", "--region", "us-central1",
+              "--temp_location", "gs://bucket/tmp", "--setup_file", str(ROOT / "setup.py")]  # fmt: skip
+    argv = ["score", "--input", f"{corpus}/*", "--model", prose_model, "--reference", prose_model, "--out"]
+    assert cli.main([*argv, "gs://bucket/runs/r1", *google]) == 0
+    printed = capsys.readouterr().out
+    for step in ("IndexCorpus", "ReadCorpus", "TokenizeWindows", "ScoreTokens[model]", "SummarizeExamples",
+                 "CommitChunks"):  # fmt: skip
+        assert step in printed, printed
+    assert "dry run: the job was built and not submitted" in printed
+    # a GPU needs GPU workers asked for, said on the launcher, whatever the launcher has
+    assert cli.main([*argv, "gs://bucket/runs/r1", *google, "--device", "cuda"]) == 2
+    assert "worker_accelerator" in capsys.readouterr().err
+    gpu = [*google, "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]
+    assert cli.main([*argv, "gs://bucket/runs/r1", *gpu, "--device", "cuda"]) == 0
+
+
+def test_the_worker_image_pins_what_the_launcher_runs():
+    import apache_beam
+
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    base = re.search(r"^FROM apache/beam_python(\d)\.(\d+)_sdk:(\S+)$", dockerfile, re.M)
+    torch = re.search(r"^ARG TORCH=(\S+)$", dockerfile, re.M).group(1)
+    config = ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    requires = config["options"]["install_requires"]
+    assert base.group(3) == apache_beam.__version__  # Dataflow requires the launcher's Beam in the workers
+    assert f"{base.group(1)}.{base.group(2)}" == config["options"]["python_requires"].removeprefix(">=")
+    assert f"torch=={torch}" in (ROOT / ".ci" / "run").read_text() and "torch" in requires
+    beam_floor = re.search(r"apache-beam>=([\d.]+)", requires).group(1)
+    assert tuple(map(int, base.group(3).split("."))) >= tuple(map(int, beam_floor.split(".")))
