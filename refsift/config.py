@@ -62,6 +62,21 @@ class CorpusOptions:
         )
 
 
+WINDOWINGS = ("context", "rolling")
+
+
+def check_windows(max_length: int, context: int, windows: str) -> None:
+    if windows not in WINDOWINGS:
+        raise RefsiftError(f"--windows must be one of {', '.join(WINDOWINGS)}")
+    if max_length < 2 or (windows == "context" and not 1 <= context < max_length):
+        raise RefsiftError("need --max-length >= 2 and 1 <= --context < --max-length")
+
+
+def window_context(context: int, windows: str) -> int | None:
+    """The `context` argument of `refsift.kernels.windows.cut`: None for rolling windows."""
+    return None if windows == "rolling" else context
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScoreConfig(CorpusOptions):
     inputs: tuple[str, ...] = field(metadata={"help": "file patterns, or dataset paths/names for format hf"})
@@ -82,6 +97,7 @@ class ScoreConfig(CorpusOptions):
     )
     max_length: int = field(default=512, metadata={"help": "tokens per window, context included"})
     context: int = field(default=64, metadata={"help": "tokens of left context repeated between windows"})
+    windows: str = field(default="context", metadata={"help": "context (re-fed left context) or rolling (lm-eval's)"})
     batch_size: int = field(default=8, metadata={"help": "windows of max_length tokens per forward pass"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
     dtype: str = field(default="auto", metadata={"help": "auto (fp32 CPU, bf16 CUDA), float32, bfloat16, float16"})
@@ -107,8 +123,7 @@ class ScoreConfig(CorpusOptions):
             object.__setattr__(self, "model", self.ladder[0][0] if self.ladder else SMOLLM2)
         if self.prefix not in PREFIXES:
             raise RefsiftError(f"--prefix must be one of {', '.join(PREFIXES)}")
-        if self.max_length < 2 or not 1 <= self.context < self.max_length:
-            raise RefsiftError("need --max-length >= 2 and 1 <= --context < --max-length")
+        check_windows(self.max_length, self.context, self.windows)
         if min(self.batch_size, self.task_size, self.chunk_size) < 1:
             raise RefsiftError("--batch-size, --task-size and --chunk-size must be positive")
         if self.overwrite and self.resume:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import subprocess
 
 import pyarrow as pa
@@ -132,3 +133,23 @@ def code_finetuned(models_dir, tokenizer, prose_model):
     texts = corpora.documents("prose")[:40] + corpora.documents("code")[:80]
     tiny.pretrain(model, tokenizer, texts, steps=120, seed=5)
     return str(tiny.save(model, tokenizer, models_dir / "code_finetuned"))
+
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def chat_model(models_dir, prose_model):
+    """The prose model with a ChatML chat template."""
+    from transformers import AutoTokenizer
+
+    path = models_dir / "chat"
+    if not path.exists():
+        shutil.copytree(prose_model, path)
+        tok = AutoTokenizer.from_pretrained(path)
+        tok.chat_template = CHATML
+        tok.save_pretrained(path)
+    return str(path)

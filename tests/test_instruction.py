@@ -3,7 +3,8 @@ prompt (or user turns) is context while only the response (or assistant turns) i
 
 import json
 import math
-import shutil
+import re
+from pathlib import Path
 
 import datasets
 import pytest
@@ -13,11 +14,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from refsift import catalog, cli, training
 from refsift.pipelines import finetune
 from tests.conftest import held_out, write_jsonl
-
-CHATML = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 
 
 def query(run, sql):
@@ -81,16 +77,6 @@ def instruction_data(tmp_path_factory):
     return d, records, chats
 
 
-@pytest.fixture(scope="module")
-def chat_model(tmp_path_factory, prose_model):
-    path = tmp_path_factory.mktemp("chat") / "model"
-    shutil.copytree(prose_model, path)
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.chat_template = CHATML
-    tok.save_pretrained(path)
-    return str(path)
-
-
 def test_prompt_field_scores_the_response_given_the_prompt(instruction_data, prose_model, tmp_path):
     d, records, _ = instruction_data
     out = tmp_path / "run"
@@ -98,21 +84,22 @@ def test_prompt_field_scores_the_response_given_the_prompt(instruction_data, pro
                      "--prompt-field", "prompt", "--text-field", "response"]) == 0  # fmt: skip
     tok = AutoTokenizer.from_pretrained(prose_model)
     rows = query(out, "SELECT doc_id, prompt, text, n_tokens, nll_model, n_bytes FROM examples ORDER BY doc_id")
-    for (_, prompt, text, n_tokens, nll, n_bytes), record in zip(rows, records):
+    for (doc_id, prompt, text, n_tokens, nll, n_bytes), record in zip(rows, records):
         assert prompt == record["prompt"] and text == record["prompt"] + record["response"]
-        p_ids = tok(record["prompt"], add_special_tokens=False)["input_ids"]
-        r_ids = tok(record["response"], add_special_tokens=False)["input_ids"]
-        seq = [tok.bos_token_id, *p_ids, *r_ids]
+        # as TRL: prompt + response + EOS as one sequence, no prefix; the response and the EOS scored
+        seq = tok(record["prompt"] + record["response"] + tok.eos_token)["input_ids"]
+        n_prompt = len(tok(record["prompt"])["input_ids"])  # the prompts end in a newline: no merged token
         logp = logprobs(prose_model, seq)
-        expected = [-logp[i - 1, seq[i]].item() for i in range(1 + len(p_ids), len(seq))]
-        assert n_tokens == len(r_ids) and n_bytes == len(record["response"].encode())
+        expected = [-logp[i - 1, seq[i]].item() for i in range(n_prompt, len(seq))]
+        assert n_tokens == len(seq) - n_prompt and n_bytes == len(record["response"].encode())
         assert nll == pytest.approx(sum(expected) / len(expected), rel=1e-5)
-    # the prompt's tokens are kept, unscored, so selections and reports can show them
-    (token_ids, scored), *_ = query(out, "SELECT token_ids, list_count(nll_model) FROM tokens WHERE doc_id = 'q0'")
-    assert token_ids[: 1 + len(tok(records[0]["prompt"], add_special_tokens=False)["input_ids"])][0] == tok.bos_token_id
-    assert scored == len(tok(records[0]["response"], add_special_tokens=False)["input_ids"])
-    spans = query(out, "SELECT min(char_start) FROM token_scores WHERE doc_id = 'q0'")[0][0]
-    assert spans == len(records[0]["prompt"])  # the first scored token is the response's first
+        # the prompt's tokens are kept, unscored, so selections and reports can show them
+        ((token_ids, scored),) = query(
+            out, f"SELECT token_ids, list_count(nll_model) FROM tokens WHERE doc_id = '{doc_id}'"
+        )
+        assert token_ids == seq and scored == n_tokens
+    spans = query(out, "SELECT min(char_start), max(char_end) FROM token_scores WHERE doc_id = 'q0'")[0]
+    assert spans == (len(records[0]["prompt"]), len(records[0]["prompt"] + records[0]["response"]))
 
 
 def test_messages_field_scores_assistant_turns_only(instruction_data, chat_model, prose_model, tmp_path, capsys):
@@ -166,7 +153,12 @@ def test_exports_label_only_responses_and_carry_trl_formats(sft_selection, instr
     for r in sft:
         assert r["prompt"] == by_id[r["doc_id"]]["prompt"] and r["completion"] == by_id[r["doc_id"]]["response"]
     chat_sft = datasets.load_dataset("json", data_files=str(sft_selection / "mix-chats/sft/*.jsonl"), split="train")
-    assert all(r["messages"] == next(c for c in chats if c["id"] == r["doc_id"])["messages"] for r in chat_sft)
+    assert len(chat_sft) == 2 * 4  # one prompt-completion record per assistant turn
+    for r in chat_sft:  # the conversation up to an assistant turn, and the turn
+        messages = next(c for c in chats if c["id"] == r["doc_id"])["messages"]
+        turn = len(r["prompt"])
+        assert r["prompt"] == messages[:turn] and r["completion"] == [messages[turn]]
+        assert messages[turn]["role"] == "assistant"
 
 
 def test_finetune_trains_on_responses_only(sft_selection, chat_model):
@@ -210,3 +202,15 @@ def test_trl_sft_trainer_takes_both_exports(sft_selection, chat_model, tmp_path)
     assert 0 < sum(label != -100 for label in processed["labels"]) < len(processed["input_ids"])
     texts.train()
     assert math.isfinite(texts.state.log_history[-1]["train_loss"])
+
+
+def test_the_readme_trl_example_runs_on_a_cpu(sft_selection, chat_model, tmp_path, monkeypatch):
+    pytest.importorskip("trl")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = re.search(r"```python\n(import datasets\nimport torch\nfrom trl import .*?)```", readme, re.S).group(1)
+    (tmp_path / "mix1").symlink_to(sft_selection / "mix-chats")
+    monkeypatch.chdir(tmp_path)
+    code = block.replace('"HuggingFaceTB/SmolLM2-135M"', repr(chat_model))
+    code = code.replace('SFTConfig("out", ', 'SFTConfig("out", max_steps=2, report_to=[], save_strategy="no", ')
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "out").is_dir()

@@ -60,11 +60,15 @@ def add_corpus_options(p, *, dedup: bool = True) -> None:
         help="auto: by file suffix (.jsonl/.json/.ndjson, .parquet, .txt/.md; a saved dataset directory is hf)",
     )
     g.add_argument("--text-field", default="text", help="the text to score (with --prompt-field, the response)")
-    g.add_argument("--prompt-field", help="instruction data: the prompt, read as context; only the response is scored")
+    g.add_argument(
+        "--prompt-field",
+        help="instruction data: the prompt, read as context; the response and an EOS are scored, the tokens TRL's "
+        "SFTTrainer trains on",
+    )
     g.add_argument(
         "--messages-field",
         help="chat data: [{role, content}, ...] rendered with the tokenizer's chat template; only assistant turns "
-        "are scored",
+        "are scored, as TRL trains prompt-completion records of them",
     )
     g.add_argument("--id-field", help="default: `id` when a record has one, else a hash of path and row")
     g.add_argument("--source-field", help="domain label field; default: the input file's stem")
@@ -97,6 +101,14 @@ def add_window_options(p) -> None:
     )
     g.add_argument("--max-length", type=int, default=512, help="tokens per window (default %(default)s)")
     g.add_argument("--context", type=int, default=64, help="left-context tokens between windows (default %(default)s)")
+    g.add_argument(
+        "--windows",
+        default="context",
+        choices=["context", "rolling"],
+        help="how a document longer than --max-length is cut: context = each window re-reads --context tokens of "
+        "the one before, so every token has context (for selection and novelty); rolling = lm-evaluation-harness's "
+        "disjoint loglikelihood_rolling windows, to reproduce its totals and perplexities (default %(default)s)",
+    )
 
 
 def add_device_options(p, *, dtype: bool = True) -> None:

@@ -2,19 +2,23 @@
 
 Plain numpy over a fast tokenizer's batch encoding; no Beam, no torch. Three kinds of
 document:
-- plain text: every token is scored;
-- instruction data (`prompt` set): the model reads prompt then response, and only the
-  response is scored (what LoBaSS and learning percentage measure);
+- plain text: every token is scored, after a prefix token: `auto` is the tokenizer's BOS,
+  else its EOS, as models such as Llama and SmolLM2 were trained and as
+  lm-evaluation-harness scores (`loglikelihood_rolling`). With a prefix every token of the
+  document is scored; with `none` the first token has no context and is not.
+- instruction data (`prompt` set): the tokens TRL's SFTTrainer trains on (prompt-completion
+  data): prompt + response + EOS tokenized as one string with the tokenizer's own special
+  tokens and no prefix; the scored tokens start where that tokenization and the prompt's
+  own diverge (a prompt ending in a space gives its space to the response's first token,
+  as TRL does) and end with the EOS (not appended when the response already ends with it).
 - chat data (`messages` set): the conversation rendered with the tokenizer's chat
-  template, and only the assistant turns are scored: every token that carries some of a
-  turn's characters, from its first content token through the template's end-of-turn
-  marker.
+  template, no prefix, and each assistant turn scored as TRL trains a conversational
+  prompt-completion record of it (the conversation before it as the prompt): every token
+  that carries some of the turn's characters after the template's header for it, through
+  its end-of-turn marker.
 
-A prefix token goes in front of every sequence, as models such as Llama and SmolLM2 were
-trained and as lm-evaluation-harness scores (`loglikelihood_rolling`): `auto` is the
-tokenizer's BOS, else its EOS. With a prefix every token of the document is scored; with
-`none` the first token has no context and is not. A chat template that already starts
-with the prefix token gets no second one.
+Tokens of the appended EOS have an empty character span at the end of the text: `texts`
+holds what the record says, and `n_bytes` counts its bytes only.
 """
 
 from __future__ import annotations
@@ -62,6 +66,15 @@ def render_chat(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, i
     return text, ranges
 
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 @dataclass
 class Encoded:
     """Token sequences of a batch of documents, flat.
@@ -87,63 +100,69 @@ class Encoded:
 
 
 def encode(tokenizer, documents: list[dict], prefix: int | None) -> Encoded:
-    """Encodes documents ({text, prompt, messages}) with the tokenizer's fast backend in
-    one batch; see the module docstring for what is scored. Vectorised over the batch: the
-    per-document work is string handling only (rendering, byte counts)."""
+    """Encodes documents ({text, prompt, messages}) with the tokenizer's fast backend, in
+    one batch per kind of tokenization; see the module docstring for what is scored.
+    Vectorised over the batch: the per-document work is string handling only (rendering,
+    byte counts) and, for instruction data, where the prompt's tokens end."""
     import itertools
 
     texts: list[str] = []
-    pieces: list[str] = []  # strings to tokenize: each document's text, or its prompt then its response
-    piece_doc: list[int] = []  # the document each piece belongs to
-    piece_shift: list[int] = []  # where the piece starts in its document's text
-    piece_scored: list[bool] = []  # plain documents and responses are scored whole
+    strings: list[str] = []  # what each document's tokens encode: its text, with an EOS after a response
     chats: dict[int, list[tuple[int, int]]] = {}  # document -> assistant character ranges
+    prompts: dict[int, str] = {}  # instruction document -> its prompt
     errors: dict[int, str] = {}
+    eos = tokenizer.eos_token or ""
     for i, doc in enumerate(documents):
         try:
             if doc.get("messages"):
                 text, chats[i] = render_chat(tokenizer, doc["messages"])
-                parts = [(text, 0, False)]
+                string = text
             elif doc.get("prompt") is not None:
-                text = doc["prompt"] + doc["text"]
-                parts = [(doc["prompt"], 0, False), (doc["text"], len(doc["prompt"]), True)]
+                text, prompts[i] = doc["prompt"] + doc["text"], doc["prompt"]
+                string = text if text.endswith(eos) else text + eos
             else:
-                text, parts = doc["text"], [(doc["text"], 0, True)]
+                text = string = doc["text"]
         except Exception as err:  # a template that fails on this conversation
             errors[i] = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
-            text, parts = "", []
+            text = string = ""
         texts.append(text)
-        for piece, shift, whole in parts:
-            pieces.append(piece)
-            piece_doc.append(i)
-            piece_shift.append(shift)
-            piece_scored.append(whole)
-    encodings = tokenizer.backend_tokenizer.encode_batch(pieces, add_special_tokens=False)
-    piece_len = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
-    total = int(piece_len.sum())
+        strings.append(string if i not in errors else "")
+    backend = tokenizer.backend_tokenizer
+    instruction = sorted(prompts)
+    encodings = backend.encode_batch(strings, add_special_tokens=False)
+    if instruction:  # as TRL tokenizes prompt-completion data: the tokenizer's own special tokens
+        for i, whole in zip(instruction, backend.encode_batch([strings[i] for i in instruction])):
+            encodings[i] = whole
+        alone = backend.encode_batch([prompts[i] for i in instruction])
+    doc_len = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
+    total = int(doc_len.sum())
     ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=total)
     spans = np.fromiter(
         itertools.chain.from_iterable(itertools.chain.from_iterable(e.offsets for e in encodings)),
         dtype=np.int32,
         count=2 * total,
     ).reshape(-1, 2)
-    spans += np.repeat(np.asarray(piece_shift, dtype=np.int32), piece_len)[:, None]
-    scored = np.repeat(np.asarray(piece_scored, dtype=bool), piece_len)
-    doc_len = np.bincount(np.asarray(piece_doc, dtype=np.int64), weights=piece_len, minlength=len(documents))
     doc_start = np.concatenate([[0], np.cumsum(doc_len)[:-1]]).astype(np.int64)
+    plain = np.ones(len(documents), dtype=bool)
+    plain[list(chats) + instruction] = False
+    scored = np.repeat(plain, doc_len)
     for i, ranges in chats.items():
         at = slice(doc_start[i], doc_start[i] + int(doc_len[i]))
         starts, ends = spans[at, 0], spans[at, 1]
         # A token carrying any of an assistant turn's characters is the assistant's: in context, the
         # header's newline and the reply's first spaces can share one token.
         scored[at] = np.logical_or.reduce([(starts < b) & (ends > a) for a, b in ranges])
-    # A prefix token before every sequence that does not already begin with it.
+    for k, i in enumerate(instruction):
+        begin, end = int(doc_start[i]), int(doc_start[i] + doc_len[i])
+        scored[begin + _common_prefix(alone[k].ids, encodings[i].ids) : end] = True
+        spans[begin:end] = np.minimum(spans[begin:end], len(texts[i]))  # the EOS: an empty span at the end
+    # A prefix token before every plain sequence that does not already begin with it.
     nonempty = doc_len > 0
     if prefix is None:
         prefixed = np.zeros(len(documents), dtype=bool)
     else:
         first = ids[np.minimum(doc_start, max(total - 1, 0))] if total else np.zeros(len(documents), dtype=np.int32)
-        prefixed = ~(nonempty & (first == prefix))
+        prefixed = plain & ~(nonempty & (first == prefix))
         prefixed[list(errors)] = False
     scored[doc_start[nonempty & ~prefixed]] = False  # a first token with nothing before it to predict it from
     at = doc_start[prefixed]

@@ -45,10 +45,13 @@ def token_nll(model, input_ids, attention_mask=None, *, targets=None, chunk_byte
         targets = attention_mask > 0
     targets = targets.clone()
     targets[:, 0] = False
+    nll = torch.full(input_ids.shape, math.nan, dtype=torch.float32, device=input_ids.device)
+    if input_ids.shape[1] < 2:
+        return nll
     with torch.inference_mode():
-        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # The last position predicts nothing here: it is not fed (a window of n + 1 tokens needs n positions).
+        hidden = model.base_model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1]).last_hidden_state
         head = model.get_output_embeddings()
-        nll = torch.full(input_ids.shape, math.nan, dtype=torch.float32, device=hidden.device)
         rows, cols = targets.nonzero(as_tuple=True)  # the hidden state at cols - 1 predicts token cols
         if rows.numel() == 0:
             return nll

@@ -11,6 +11,15 @@ after a document's first token; the first response token after a prompt):
 So every scored position is scored once, each with at least min(context, position)
 tokens before it. Windows that would score nothing (a long non-assistant stretch of a chat)
 are dropped.
+
+`context=None` lays out lm-evaluation-harness's rolling windows (`loglikelihood_rolling`,
+`get_rolling_token_windows` with its context length of 1) instead: the scored positions are
+cut into disjoint blocks of `max_length`, each block fed with the `max_length` tokens just
+before its last position. A block's first token is predicted from one token of context
+(the last block's from more: it is right-aligned); a window then holds `max_length + 1`
+tokens, of which the model reads the first `max_length` (the last is only predicted).
+Totals equal lm-eval's with the same `max_length`; the re-fed context above gives every
+token more context and so slightly lower losses.
 """
 
 from __future__ import annotations
@@ -28,18 +37,26 @@ class Window(NamedTuple):
     score_from: int  # first window-local position that this window may score
 
 
-def check(max_length: int, context: int) -> None:
+def check(max_length: int, context: int | None) -> None:
     if max_length < 2:
         raise ValueError("max_length must be at least 2")
-    if not 1 <= context < max_length:
+    if context is not None and not 1 <= context < max_length:
         raise ValueError("context must satisfy 1 <= context < max_length")
 
 
-def plan_windows(n_tokens: int, max_length: int, context: int, first: int = 1) -> list[Window]:
-    """Windows covering positions [first, n_tokens); empty when there is nothing to score."""
+def plan_windows(n_tokens: int, max_length: int, context: int | None, first: int = 1) -> list[Window]:
+    """Windows covering positions [first, n_tokens); empty when there is nothing to score.
+    `context=None`: lm-evaluation-harness's rolling windows (see the module docstring)."""
     check(max_length, context)
     if first < 1 or n_tokens <= first:
         return []
+    if context is None:
+        windows = []
+        for a in range(first, n_tokens, max_length):
+            b = min(a + max_length, n_tokens)  # this window predicts positions [a, b)
+            start = max(0, b - 1 - max_length)
+            windows.append(Window(len(windows), start, b, a - start))
+        return windows
     start = min(max(0, n_tokens - max_length), max(0, first - context))
     windows = [Window(0, start, min(start + max_length, n_tokens), first - start)]
     while windows[-1].end < n_tokens:
@@ -87,7 +104,7 @@ class Windows:
         return np.bincount(token_doc, weights=weights, minlength=n_documents).astype(np.float64)
 
 
-def cut(encoded, max_length: int, context: int) -> tuple[Windows, np.ndarray]:
+def cut(encoded, max_length: int, context: int | None) -> tuple[Windows, np.ndarray]:
     """Windows of every document of an `Encoded` batch, and the per-document count of
     scored tokens (0: nothing to score, the document is too short)."""
     check(max_length, context)

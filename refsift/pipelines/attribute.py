@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import refsift
 from refsift import catalog, engine, models, rundir
 from refsift.chunk import Chunk
-from refsift.config import CorpusOptions
+from refsift.config import CorpusOptions, check_windows, window_context
 from refsift.corpus.formats import chunked, payloads
 from refsift.corpus.tasks import plan_tasks, source_name
 from refsift.errors import RefsiftError
@@ -69,6 +69,7 @@ class AttributeConfig(CorpusOptions):
     prefix: str = "auto"
     max_length: int = 512
     context: int = 64
+    windows: str = "context"
     batch_size: int = 8  # windows of max_length per forward pass when measuring losses
     device: str = "auto"
     seed: int = 0
@@ -83,6 +84,7 @@ class AttributeConfig(CorpusOptions):
             raise RefsiftError("give --target and --sources")
         if self.source_samples < 0 or self.target_samples < 0 or self.batch_size < 1:
             raise RefsiftError("--source-samples and --target-samples must not be negative")
+        check_windows(self.max_length, self.context, self.windows)
         try:
             self.unlearning  # noqa: B018 (validates the unlearning settings)
         except ValueError as err:
@@ -166,7 +168,7 @@ class Prepared:
 
 def prepare(name: str, documents: list[dict], tokenizer, prefix: int | None, cfg: AttributeConfig) -> Prepared:
     chunk = Chunk(task=0, index=0, final=True, read=len(documents), documents=[dict(d) for d in documents])
-    tokenize_chunk(chunk, tokenizer, prefix, cfg.max_length, cfg.context)
+    tokenize_chunk(chunk, tokenizer, prefix, cfg.max_length, window_context(cfg.context, cfg.windows))
     if not chunk.documents:
         raise RefsiftError(f"{name}: no document has a token to score")
     return Prepared(name, chunk)

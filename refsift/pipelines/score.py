@@ -40,7 +40,7 @@ from dataclasses import asdict, replace
 import apache_beam as beam
 
 from refsift import catalog, engine, models
-from refsift.config import RUNTIME_SETTINGS, ScoreConfig
+from refsift.config import RUNTIME_SETTINGS, ScoreConfig, window_context
 from refsift.corpus.tasks import Task, plan_tasks
 from refsift.errors import RefsiftError
 from refsift.schemas import REJECTED_SCHEMA, examples_schema, tokens_schema
@@ -70,11 +70,11 @@ def build(
     pipeline: beam.Pipeline, cfg: ScoreConfig, out: str, tasks: list[Task], done: dict, document_roles: list[str] = ()
 ) -> None:
     """Adds the scoring steps for `cfg` to `pipeline`; `done` maps tasks to committed chunks."""
-    roles = list(cfg.roles)
+    roles, context = list(cfg.roles), window_context(cfg.context, cfg.windows)
     chunks = engine.read_chunks(pipeline, out, tasks, done, cfg) | "TokenizeWindows" >> TokenizeWindows(
         tokenizer=cfg.model,
         max_length=cfg.max_length,
-        context=cfg.context,
+        context=context,
         prefix=cfg.prefix,
         trust_remote_code=cfg.trust_remote_code,
     )
@@ -83,7 +83,7 @@ def build(
     for role, spec, aliases, own_tokens in scorers(cfg, list(document_roles)):
         if own_tokens:
             step = ScoreDocuments(
-                role=role, model=spec, aliases=aliases, prefix=cfg.prefix, context=cfg.context, **shape, **device
+                role=role, model=spec, aliases=aliases, prefix=cfg.prefix, context=context, **shape, **device
             )
             chunks = chunks | f"ScoreDocuments[{role}]" >> step
         else:

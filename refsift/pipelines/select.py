@@ -370,18 +370,26 @@ def write_text(text: str, path: str) -> None:
 
 
 def sft_records(example: dict, chosen: dict):
-    """A chosen instruction example as TRL's SFTTrainer reads it: {prompt, completion}
-    (standard prompt-completion) or {messages} (conversational), repeated as chosen."""
+    """A chosen instruction example in TRL's prompt-completion form, repeated as chosen:
+    {prompt, completion} strings, or for a conversation one record per assistant turn with
+    the conversation before it as the prompt and the turn as the completion (so TRL trains
+    on assistant turns only, the tokens `refsift score` scored; a `{messages}` record would
+    train on every token)."""
     if example["doc_id"] not in chosen:
         return
     _, times = chosen[example["doc_id"]]
-    record = {"doc_id": example["doc_id"], "source": example["source"]}
+    base = {"doc_id": example["doc_id"], "source": example["source"]}
     if example.get("messages"):
-        record["messages"] = example["messages"]
+        messages = [{"role": m["role"], "content": m["content"]} for m in example["messages"]]
+        records = [
+            {**base, "prompt": messages[:i], "completion": [m]}
+            for i, m in enumerate(messages)
+            if m["role"] == "assistant"
+        ]
     else:
-        record.update(prompt=example["prompt"], completion=example["text"][len(example["prompt"]) :])
+        records = [{**base, "prompt": example["prompt"], "completion": example["text"][len(example["prompt"]) :]}]
     for _ in range(times):
-        yield record
+        yield from records
 
 
 def deduplicate(cfg: SelectConfig, out: str, beam_args: list[str]) -> str | None:

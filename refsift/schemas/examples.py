@@ -1,7 +1,8 @@
 """`examples/*.parquet`: one row per scored document, with its mean losses and derived scores.
 
-`text` is everything the model reads after the prefix token: the document; with
-instruction data the prompt followed by the response (`prompt` holds the prompt); with
+`text` is what the model reads after the prefix token: the document; with instruction
+data the prompt followed by the response (`prompt` holds the prompt; the EOS the model
+reads after it is not text); with
 chat data the conversation rendered by the tokenizer's chat template (`messages` holds the
 turns). `n_tokens` counts the scored tokens (the response's, the assistant turns') and
 `n_bytes` the UTF-8 bytes they cover. `nll_<role>` is the mean NLL in nats per scored

@@ -2,8 +2,10 @@
 
 `token_ids`, `char_start`, `char_end` and every `nll_<role>` list are aligned position by
 position and hold every token fed to the model, context included. Positions count the
-model's input sequence: position 0 is the prefix token (BOS, with `--prefix auto`), so a
-document's first token is at position 1. A position whose loss this window does not report
+model's input sequence: for a plain document position 0 is the prefix token (BOS, with
+`--prefix auto`), so its first token is at position 1; instruction and chat data have no
+prefix (the sequence is TRL's: see `refsift.kernels.encode`), and the EOS appended to a
+response spans the empty range at the end of the text. A position whose loss this window does not report
 is null in each `nll_<role>`: the prefix token (or, with `--prefix none`, the document's
 first token, which has no left context), prompt tokens and chat turns that are not the
 assistant's (context, not scored), and the `context` tokens a window repeats from the one
