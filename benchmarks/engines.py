@@ -12,7 +12,7 @@ to 1e-5 relative.
 Then the pipeline's parallel share: a near-free model (1 layer, 16 wide: scoring costs
 almost nothing) on Dask with 1 and with 2 workers, on 2 cores.
 
-    python benchmarks/engines.py                 # about 6 minutes on 2 CPU cores
+    python benchmarks/engines.py                 # about 5 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def score(corpus: Path, model: str, out: Path, extra: list[str]) -> float:
     from refsift import cli
 
     started = time.perf_counter()
-    argv = ["score", "--input", str(corpus), "--model", model, "--out", str(out), "--task-size", "256K", *extra]
+    argv = ["score", "--input", str(corpus), "--model", model, "--out", str(out), "--task-size", "64K", *extra]
     assert cli.main(argv) == 0
     return time.perf_counter() - started
 
@@ -92,7 +92,7 @@ def on_dask(workers: int, corpus: Path, model: str, out: Path) -> tuple[float, f
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--documents", type=int, default=1500)
+    p.add_argument("--documents", type=int, default=400)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -62,6 +62,26 @@ class CorpusOptions:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChunkJobOptions(CorpusOptions):
+    """A chunk job's units of work and its directory rules: the same for score, classify
+    and dedup."""
+
+    task_size: int = field(default=DEFAULT_TASK_SIZE, metadata={"help": "bytes of input per task (a worker's unit)"})
+    chunk_size: int = field(default=DEFAULT_CHUNK_SIZE, metadata={"help": "bytes of input per chunk (committed whole)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing run directory's contents"})
+    resume: bool = field(default=False, metadata={"help": "finish an interrupted run: do only what is missing"})
+
+    def __post_init__(self):
+        if not getattr(self, "inputs", True):
+            raise RefsiftError("no --input given")
+        super().__post_init__()
+        if self.task_size < 1 or self.chunk_size < 1:
+            raise RefsiftError("--task-size and --chunk-size must be positive")
+        if self.overwrite and self.resume:
+            raise RefsiftError("give --overwrite or --resume, not both")
+
+
 WINDOWINGS = ("context", "rolling")
 
 
@@ -78,7 +98,7 @@ def window_context(context: int, windows: str) -> int | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ScoreConfig(CorpusOptions):
+class ScoreConfig(ChunkJobOptions):
     inputs: tuple[str, ...] = field(metadata={"help": "file patterns, or dataset paths/names for format hf"})
     out: str = field(metadata={"help": "run directory to write (local or gs://)"})
     model: str | None = field(
@@ -102,14 +122,8 @@ class ScoreConfig(CorpusOptions):
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
     dtype: str = field(default="auto", metadata={"help": "auto (fp32 CPU, bf16 CUDA), float32, bfloat16, float16"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow models' own code from the hub"})
-    task_size: int = field(default=DEFAULT_TASK_SIZE, metadata={"help": "bytes of input per task (a worker's unit)"})
-    chunk_size: int = field(default=DEFAULT_CHUNK_SIZE, metadata={"help": "bytes of input per chunk (committed whole)"})
-    overwrite: bool = field(default=False, metadata={"help": "replace an existing run directory's contents"})
-    resume: bool = field(default=False, metadata={"help": "finish an interrupted run: score only what is missing"})
 
     def __post_init__(self):
-        if not self.inputs:
-            raise RefsiftError("no --input given")
         super().__post_init__()
         if self.ladder:
             benchmark = [score for _, score in self.ladder]
@@ -124,10 +138,8 @@ class ScoreConfig(CorpusOptions):
         if self.prefix not in PREFIXES:
             raise RefsiftError(f"--prefix must be one of {', '.join(PREFIXES)}")
         check_windows(self.max_length, self.context, self.windows)
-        if min(self.batch_size, self.task_size, self.chunk_size) < 1:
-            raise RefsiftError("--batch-size, --task-size and --chunk-size must be positive")
-        if self.overwrite and self.resume:
-            raise RefsiftError("give --overwrite or --resume, not both")
+        if self.batch_size < 1:
+            raise RefsiftError("--batch-size must be positive")
         names = [name for name, _ in self.checkpoints]
         for name in names:
             if not name.isidentifier() or name in FIXED_ROLES or name.startswith("ladder"):

@@ -15,9 +15,20 @@ SIZE = demo.FULL
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
+    import torch
+
+    from tests import conftest
+
     lines = []
     out = tmp_path_factory.mktemp("demo") / "demo"
-    return out, demo.run(str(out), size=SIZE, echo=lines.append), lines
+    # A thread count changes how float sums are split, so training ends elsewhere: the demo runs with
+    # torch's own count, as `refsift demo` does, even when the tests run in parallel.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(conftest.TORCH_THREADS or threads)
+    try:
+        return out, demo.run(str(out), size=SIZE, echo=lines.append), lines
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_target_domain_has_the_highest_mean_excess_loss(result):

@@ -233,3 +233,66 @@ def test_models_must_share_a_tokenizer(prose_model, foreign_model, tmp_path):
     cfg = novelty.NoveltyConfig(base=prose_model, finetuned=foreign_model, out=str(tmp_path / "r"))
     with pytest.raises(Exception, match="share a tokenizer"):
         novelty.run(cfg)
+
+
+def published_beam_reference(ft, base, prompt, settings, seed, eos):
+    """The authors' beam sampling as transformers 4.34 runs it (`beam_sample` with
+    `BeamSearchScorer`), one prompt, no cache, with refsift's draw (Gumbel top-2k)."""
+    from refsift.kernels.contrastive import gumbel
+
+    k = settings.num_beams
+    beams, totals_kept = [list(prompt) for _ in range(k)], torch.zeros(k)
+    finished = []  # (score, tokens), at most k, as BeamHypotheses
+
+    def add(tokens, total, length):
+        finished.append((total / length**settings.length_penalty, tokens))
+        finished.sort(key=lambda h: -h[0])
+        del finished[k:]
+
+    closed = False
+    for step in range(settings.max_new_tokens):
+        with torch.no_grad():
+            ids = torch.tensor(beams)
+            logp_ft = torch.log_softmax(ft(input_ids=ids).logits[:, -1].float(), -1)
+            logp_base = torch.log_softmax(base(input_ids=ids).logits[:, -1].float(), -1)
+        scores = contrastive_scores(logp_ft, logp_base, alpha=settings.alpha, gamma=settings.gamma)
+        totals = sampling_logits(scores + totals_kept[:, None], settings).view(-1)
+        vocab = scores.shape[-1]
+        drawn = (totals + gumbel(torch.tensor([seed]), step, k * vocab)[0]).topk(2 * k).indices.tolist()
+        drawn.sort(key=lambda c: -totals[c].item())
+        running = []
+        for rank, c in enumerate(drawn):  # BeamSearchScorer.process
+            beam, token = divmod(c, vocab)
+            if token == eos:
+                if rank < k:  # an EOS outside the first num_beams candidates is dropped
+                    add(beams[beam][len(prompt) :] + [eos], totals[c].item(), len(beams[beam]))
+            else:
+                running.append((beams[beam] + [token], totals[c].item()))
+            if len(running) == k:
+                break
+        best_now = totals[drawn[0]].item() / len(beams[0]) ** settings.length_penalty
+        closed = len(finished) >= k and finished[-1][0] >= best_now
+        beams, totals_kept = [b for b, _ in running], torch.tensor([t for _, t in running])
+        if closed:
+            break
+    if not closed:  # BeamSearchScorer.finalize: the running beams compete too
+        for b, total in zip(beams, totals_kept.tolist()):
+            add(b[len(prompt) :], total, len(b))
+    return finished[0][1]
+
+
+def test_published_beam_stops_and_chooses_as_the_authors_beam_search_scorer(pair):
+    import collections
+
+    ft, base, tok = pair
+    bos, seeds = [tok.bos_token_id], list(range(6))
+    settings = DecodeSettings(mode="beam", num_beams=3, max_new_tokens=24, alpha=0.0, gamma=0.5)
+    # The tiny models rarely end a text this early: the commonest token of samples drawn without stopping
+    # stands for EOS, so that beams finish, are set aside and are refilled.
+    free = generate(ft, base, [bos] * len(seeds), settings, seeds=seeds, eos_id=None, pad_id=tok.pad_token_id)
+    eos = collections.Counter(t for s in free for t in s.tokens).most_common(1)[0][0]
+    ours = generate(ft, base, [bos] * len(seeds), settings, seeds=seeds, eos_id=eos, pad_id=tok.pad_token_id)
+    theirs = [published_beam_reference(ft, base, bos, settings, seed, eos) for seed in seeds]
+    assert [s.tokens for s in ours] == theirs
+    assert any(t[-1] == eos and len(t) < 24 for t in theirs)  # stopped at EOS, before the length
+    assert all(eos not in t[:-1] for t in theirs)

@@ -84,7 +84,7 @@ def _markers(run: Path) -> int:
     return len(list((run / "_chunks").glob("*.json"))) if (run / "_chunks").is_dir() else 0
 
 
-@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.7, 1.0])
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
 def test_run_killed_at_any_point_resumes_to_the_uninterrupted_result(
     fraction, reference_run, corpus, prose_model, tmp_path
 ):

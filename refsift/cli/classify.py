@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from refsift.cli.common import COMMON, Help, add_corpus_options, from_args, size
+from refsift.cli.common import COMMON, Help, add_chunk_job_options, add_corpus_options, from_args
 
 
 def add(sub) -> None:
@@ -24,10 +24,7 @@ def add(sub) -> None:
     p.add_argument("--input", nargs="+", dest="inputs", required=True, metavar="PATH", help="file patterns")
     p.add_argument("--out", help="run directory (default: refsift-runs/classify-<time>)")
     add_corpus_options(p)
-    p.add_argument("--task-size", type=size, default="64M", help="input bytes per task, the unit a worker takes")
-    p.add_argument("--chunk-size", type=size, default="1M", help="input bytes per chunk, committed whole")
-    p.add_argument("--overwrite", action="store_true", help="replace a run directory refsift made before")
-    p.add_argument("--resume", action="store_true", help="finish an interrupted run")
+    add_chunk_job_options(p, "classification run")
     p.set_defaults(handler=run)
 
 

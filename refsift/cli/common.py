@@ -111,6 +111,21 @@ def add_window_options(p) -> None:
     )
 
 
+def add_chunk_job_options(p, what: str) -> None:
+    """A chunk job's units of work and directory rules: the same for score, classify, dedup."""
+    p.add_argument(
+        "--task-size", type=size, default="64M", help="input bytes per task, the unit a worker takes (default 64M)"
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=size,
+        default="1M",
+        help="input bytes per chunk, done and committed whole: the most a killed run loses (default 1M)",
+    )
+    p.add_argument("--overwrite", action="store_true", help=f"replace a {what} directory refsift made before")
+    p.add_argument("--resume", action="store_true", help=f"finish an interrupted {what}: do only what is missing")
+
+
 def add_device_options(p, *, dtype: bool = True) -> None:
     """Where models run, and whether their own code may run: the same for every command that loads one."""
     p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")

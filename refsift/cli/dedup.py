@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from refsift.cli.common import COMMON, Help, add_corpus_options, from_args, size
+from refsift.cli.common import COMMON, Help, add_chunk_job_options, add_corpus_options, from_args
 
 
 def add(sub) -> None:
@@ -36,10 +36,7 @@ def add(sub) -> None:
         help="the document kept of a cluster: the first in input order, or the longest (ties: the first)",
     )
     add_corpus_options(p, dedup=False)
-    p.add_argument("--task-size", type=size, default="64M", help="input bytes per task, the unit a worker takes")
-    p.add_argument("--chunk-size", type=size, default="1M", help="input bytes per chunk, committed whole")
-    p.add_argument("--overwrite", action="store_true", help="replace a dedup directory refsift made before")
-    p.add_argument("--resume", action="store_true", help="finish an interrupted dedup run")
+    add_chunk_job_options(p, "dedup")
     p.set_defaults(handler=run)
 
 

@@ -16,7 +16,7 @@ def add(sub) -> None:
         "selects the top 60% tokens by excess loss in a math-heavy mixture, fine-tunes the base on it "
         "plus a leaked slice of offensive Spanish, writes an iterative-CGE novelty report of the fine-"
         "tuned model against the base that attributes the samples to their sources, and a run report. "
-        "Prints each step and where every artefact is; DIR/index.html links them all. About 90 seconds on"
+        "Prints each step and where every artefact is; DIR/index.html links them all. About four minutes on"
         " 2 CPU cores; --quick halves it. With --model smollm2-135m, SmolLM2-135M is the base of steps 3 "
         "to 5 instead of a tiny model: the reference is SmolLM2 after a few steps of fine-tuning on clean"
         " math, the corpus is smaller, and training runs only a dozen steps (about 10 minutes on 2 CPU "

@@ -51,12 +51,16 @@ def add(sub) -> None:
         "--no-stop-at-eos",
         dest="stop_at_eos",
         action="store_false",
-        help="keep generating after EOS, to --max-new-tokens (as the paper's scripts)",
+        help="keep generating after EOS, to --max-new-tokens, as the authors' static CGE (their iterative CGE stops, "
+        "as refsift does by default: in beam mode an EOS beam is set aside and the sample is the best of the finished "
+        "and running beams by score per token, as transformers' BeamSearchScorer)",
     )
     p.add_argument("--temperature", type=float, default=1.0, help="of the contrastive and the plain samples")
     p.add_argument("--top-k", type=int, default=0, help="keep the k best next tokens; 0 keeps all")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus: keep the best tokens up to this mass")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="tokens per sample at most")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=255, help="tokens per sample at most (default %(default)s, the authors')"
+    )
     p.add_argument("--prompt", action="append", default=[], help="condition on this text (repeatable)")
     p.add_argument("--prompts", dest="prompts_file", help="file with one prompt per line")
     p.add_argument("--seed", type=int, default=0, help="sample i draws from seed + i, whatever its batch")

@@ -7,6 +7,7 @@ from datetime import datetime
 from refsift.cli.common import (
     COMMON,
     Help,
+    add_chunk_job_options,
     add_corpus_options,
     add_device_options,
     add_window_options,
@@ -14,7 +15,6 @@ from refsift.cli.common import (
     from_args,
     ladder_entry,
     sample_inputs,
-    size,
 )
 
 
@@ -65,17 +65,7 @@ def add(sub) -> None:
         "--batch-size", type=int, default=8, help="windows of --max-length per forward pass (default %(default)s)"
     )
     add_device_options(p)
-    p.add_argument(
-        "--task-size", type=size, default="64M", help="input bytes per task, the unit a worker takes (default 64M)"
-    )
-    p.add_argument(
-        "--chunk-size",
-        type=size,
-        default="1M",
-        help="input bytes per chunk, scored and committed whole: the most a killed run loses (default 1M)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace a run directory refsift made before")
-    p.add_argument("--resume", action="store_true", help="finish an interrupted run: score only what is missing")
+    add_chunk_job_options(p, "run")
     p.set_defaults(handler=run)
 
 

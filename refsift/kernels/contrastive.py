@@ -16,12 +16,22 @@ prefix at every step (the reference for tests and the naive baseline of the thro
 benchmark). Plain torch: no Beam here.
 
 Decoding modes: "sample" and "greedy"; "beam", the authors' beam sampling (their
-`beam_sample`): each step adds the raw contrastive scores to the running beam scores, draws
-2 x num_beams candidates over all beams' continuations in proportion to softmax(score /
-temperature), keeps the num_beams best and returns the best beam; "beam-normalized",
-refsift's earlier variant, normalises each beam's step scores (log-softmax) and draws the
-num_beams continuations directly. The paper's scripts decode with 4 beams and never stop at
-EOS (`stop_at_eos=False`, 255 new tokens after BOS).
+`beam_sample` with transformers' `BeamSearchScorer`, transformers 4.34): each step adds the
+raw contrastive scores to the running beam scores, draws 2 x num_beams candidates over all
+beams' continuations in proportion to softmax(score / temperature) and takes them best
+first: a candidate ending in EOS among the first num_beams is set aside as a finished
+hypothesis (its score over its length, prompt included, before the EOS), the others refill
+the beams until num_beams run on; a prompt is done once num_beams hypotheses are finished
+and none still running could beat them, and its sample is the best of the finished and
+running hypotheses by that length-normalised score. "beam-normalized", refsift's earlier
+variant, normalises each beam's step scores (log-softmax), draws the num_beams
+continuations directly, keeps a finished beam in its slot and returns the best beam per
+token.
+
+Stopping: the authors' static CGE generates with the fine-tuned model whose EOS their
+`init_distill` clears, so it never stops before its length (`stop_at_eos=False`); their
+iterative CGE generates with a model that keeps its EOS, and stops as above. Their length
+is 256 tokens with the BOS prompt: 255 new tokens.
 """
 
 from __future__ import annotations
@@ -44,7 +54,10 @@ class DecodeSettings:
       temperature, top_k, top_p: applied to the contrastive scores when sampling.
       num_beams: beams per sample in the beam modes.
       max_new_tokens: stop after this many tokens (sooner at EOS if stop_at_eos).
-      stop_at_eos: end a sample at EOS; the paper's scripts do not.
+      stop_at_eos: end a sample at EOS (as the authors' iterative CGE; their static CGE
+        does not).
+      length_penalty: the exponent of the length a finished beam hypothesis is divided by
+        (transformers' default, 1.0).
     """
 
     alpha: float = 0.1
@@ -54,8 +67,9 @@ class DecodeSettings:
     top_k: int = 0
     top_p: float = 1.0
     num_beams: int = 4
-    max_new_tokens: int = 256
+    max_new_tokens: int = 255
     stop_at_eos: bool = True
+    length_penalty: float = 1.0
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -240,11 +254,35 @@ def generate(
         return results
 
 
+def _extended(old: Generated, token: int | None, values) -> Generated:
+    g = Generated(old.prompt, list(old.tokens), list(old.logp_ft), list(old.logp_base), list(old.score))
+    if token is not None:
+        g.tokens.append(token)
+        for target, value in zip((g.logp_ft, g.logp_base, g.score), values):
+            target.append(value)
+    return g
+
+
+class _Hypotheses:
+    """transformers' `BeamHypotheses` for one prompt: the num_beams best finished beams by
+    score / length ** length_penalty, and whether a running beam could still beat them."""
+
+    def __init__(self, num_beams: int, length_penalty: float):
+        self.k, self.penalty, self.kept = num_beams, length_penalty, []
+
+    def add(self, generated: Generated, total: float, length: int) -> None:
+        self.kept.append((total / length**self.penalty, generated))
+        self.kept.sort(key=lambda kept: -kept[0])
+        del self.kept[self.k :]
+
+    def is_done(self, best_total: float, length: int) -> bool:
+        return len(self.kept) >= self.k and self.kept[-1][0] >= best_total / length**self.penalty
+
+
 def _beam_generate(finetuned, base, prompts, settings, eos_id, pad_id, seeds, use_cache) -> list[Generated]:
     """Beam search with sampling, in the published form ("beam") or normalised per beam
-    ("beam-normalized"); see the module docstring. Returns each prompt's best beam (the
-    highest score per token). A beam that reached EOS carries on with padding at no cost,
-    so it competes with its final score."""
+    ("beam-normalized"); see the module docstring. A beam that is done (a finished prompt's,
+    or in "beam-normalized" one that reached EOS) carries on with padding at no cost."""
     import torch
 
     k, n = settings.num_beams, len(prompts)
@@ -257,6 +295,8 @@ def _beam_generate(finetuned, base, prompts, settings, eos_id, pad_id, seeds, us
         cum[:, 1:] = -torch.inf  # start from one beam, so the first draws are not duplicates
     history = [[Generated(prompt=list(p)) for _ in range(k)] for p in prompts]
     done = torch.zeros((n, k), dtype=torch.bool, device=device)
+    finished = [_Hypotheses(k, settings.length_penalty) for _ in prompts]  # published, stopping at EOS
+    closed = [False] * n  # a prompt whose finished hypotheses no running beam can beat
     for step_index in range(settings.max_new_tokens):
         logp_ft, logp_base = ft.logprobs(), bs.logprobs()
         scores = contrastive_scores(logp_ft, logp_base, alpha=settings.alpha, gamma=settings.gamma)
@@ -265,45 +305,67 @@ def _beam_generate(finetuned, base, prompts, settings, eos_id, pad_id, seeds, us
         else:
             step = torch.log_softmax(sampling_logits(scores, settings), dim=-1)
             step = torch.where(torch.isnan(step), torch.full_like(step, -torch.inf), step)
-        finished = done.view(-1)
         step = step.clone()
-        step[finished] = -torch.inf
-        step[finished, pad_id] = 0.0
+        step[done.view(-1)] = -torch.inf
+        step[done.view(-1), pad_id] = 0.0
         vocab = step.shape[-1]
         totals = cum.view(-1, 1) + step
         if published:
             totals = sampling_logits(totals, settings)
         candidates = totals.view(n, k * vocab)
         perturbed = candidates + gumbel(seeds, step_index, k * vocab)
-        if published:  # 2k draws without replacement, keep the k best
+        values = [t.view(n, k * vocab) for t in (logp_ft, logp_base, scores)]
+        if published:  # 2k draws without replacement, best first; EOS ones set aside, the first k others run on
             drawn = perturbed.topk(2 * k, dim=-1).indices
-            picks = drawn.gather(1, candidates.gather(1, drawn).topk(k, dim=-1).indices)
+            drawn = drawn.gather(1, candidates.gather(1, drawn).argsort(dim=-1, descending=True))
+            picks = drawn[:, :k].clone()
+            if eos_id is not None:
+                for i, row in enumerate(drawn.tolist()):
+                    if closed[i]:
+                        continue
+                    running = []
+                    for rank, c in enumerate(row):
+                        beam, token = divmod(c, vocab)
+                        if token != eos_id:
+                            running.append(c)
+                        elif rank < k:
+                            old = history[i][beam]
+                            sample = _extended(old, token, [float(v[i, c]) for v in values])
+                            finished[i].add(sample, float(candidates[i, c]), len(old.prompt) + len(old.tokens))
+                        if len(running) == k:
+                            break
+                    picks[i] = torch.tensor(running, device=device)
+                    cur_len = len(prompts[i]) + step_index
+                    closed[i] = finished[i].is_done(float(candidates[i, row[0]]), cur_len)
         else:  # k draws without replacement
             picks = perturbed.topk(k, dim=-1).indices
         beam, tokens = picks // vocab, picks % vocab
         flat = (torch.arange(n, device=device)[:, None] * k + beam).view(-1)
         cum = candidates.gather(1, picks)
-        was_done = done.view(-1)[flat]
-        tokens_flat = tokens.view(-1)
-        picked = [t[flat, tokens_flat].tolist() for t in (logp_ft, logp_base, scores)]
-        new_history = []
-        for i in range(n):
-            row = []
-            for j in range(k):
-                f = int(flat[i * k + j])
-                old = history[f // k][f % k]
-                g = Generated(old.prompt, list(old.tokens), list(old.logp_ft), list(old.logp_base), list(old.score))
-                if not was_done[i * k + j]:
-                    g.tokens.append(int(tokens[i, j]))
-                    for target, values in zip((g.logp_ft, g.logp_base, g.score), picked):
-                        target.append(values[i * k + j])
-                row.append(g)
-            new_history.append(row)
-        history = new_history
-        done = was_done.view(n, k) | ((tokens == eos_id) if eos_id is not None else torch.zeros_like(done))
+        was_done = done.view(-1)[flat].view(n, k) | torch.tensor(closed, device=device)[:, None]
+        picked = [v.gather(1, picks).tolist() for v in values]
+        history = [
+            [
+                _extended(
+                    history[i][int(beam[i, j])],
+                    None if was_done[i, j] else int(tokens[i, j]),
+                    [p[i][j] for p in picked],
+                )  # fmt: skip
+                for j in range(k)
+            ]
+            for i in range(n)
+        ]
+        stopped = (tokens == eos_id) if eos_id is not None and not published else torch.zeros_like(done)
+        done = was_done | stopped
         if done.all():
             break
-        ft.append(tokens_flat, keep_rows=flat)
-        bs.append(tokens_flat, keep_rows=flat)
+        ft.append(tokens.view(-1), keep_rows=flat)
+        bs.append(tokens.view(-1), keep_rows=flat)
+    if published and eos_id is not None:  # the best of the finished and the running hypotheses
+        for i in range(n):
+            if not closed[i]:
+                for j, g in enumerate(history[i]):
+                    finished[i].add(g, float(cum[i, j]), len(g.prompt) + len(g.tokens))
+        return [finished[i].kept[0][1] for i in range(n)]
     best = (cum / torch.tensor([[max(1, len(g.tokens)) for g in row] for row in history], device=device)).argmax(-1)
     return [history[i][int(best[i])] for i in range(n)]

@@ -26,9 +26,8 @@ from pathlib import Path
 import apache_beam as beam
 
 from refsift import engine, rundir
-from refsift.config import CorpusOptions
-from refsift.corpus.formats import DEFAULT_CHUNK_SIZE
-from refsift.corpus.tasks import DEFAULT_TASK_SIZE, plan_tasks
+from refsift.config import ChunkJobOptions
+from refsift.corpus.tasks import plan_tasks
 from refsift.errors import RefsiftError
 from refsift.kernels import classifier as kernel
 from refsift.pipelines.distill import CARD, MODEL_FILE
@@ -42,28 +41,18 @@ SCHEMAS = {"examples": CLASSIFIED_SCHEMA, "rejected": REJECTED_SCHEMA}
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClassifyConfig(CorpusOptions):
+class ClassifyConfig(ChunkJobOptions):
     """What to classify. See `refsift classify --help` for each field."""
 
     inputs: tuple[str, ...] = field(metadata={"help": "file patterns, or dataset paths/names for format hf"})
     out: str = field(metadata={"help": "run directory to write"})
     classifier: str = field(metadata={"help": "a refsift distill directory, or a fastText .bin"})
     label: str | None = field(default=None, metadata={"help": "the positive label; default the card's"})
-    task_size: int = DEFAULT_TASK_SIZE
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    overwrite: bool = False
-    resume: bool = False
 
     def __post_init__(self):
-        if not self.inputs:
-            raise RefsiftError("no --input given")
         super().__post_init__()
         if self.prompt_field or self.messages_field:
             raise RefsiftError("classify reads documents: --prompt-field and --messages-field do not apply")
-        if self.task_size < 1 or self.chunk_size < 1:
-            raise RefsiftError("--task-size and --chunk-size must be positive")
-        if self.overwrite and self.resume:
-            raise RefsiftError("give --overwrite or --resume, not both")
 
 
 def resolve_classifier(spec: str, label: str | None) -> tuple[str, str, dict]:

@@ -30,9 +30,8 @@ from dataclasses import asdict, dataclass, field, replace
 import apache_beam as beam
 
 from refsift import engine, rundir
-from refsift.config import CorpusOptions
-from refsift.corpus.formats import DEFAULT_CHUNK_SIZE
-from refsift.corpus.tasks import DEFAULT_TASK_SIZE, plan_tasks
+from refsift.config import ChunkJobOptions
+from refsift.corpus.tasks import plan_tasks
 from refsift.errors import RefsiftError
 from refsift.kernels.minhash import MinHashSettings
 from refsift.schemas import REJECTED_SCHEMA
@@ -47,7 +46,7 @@ METHODS = ("minhash", "exact")
 
 
 @dataclass(frozen=True, kw_only=True)
-class DedupConfig(CorpusOptions):
+class DedupConfig(ChunkJobOptions):
     """What to deduplicate, and how. See `refsift dedup --help` for each field."""
 
     inputs: tuple[str, ...] = field(metadata={"help": "file patterns"})
@@ -59,14 +58,8 @@ class DedupConfig(CorpusOptions):
     unit: str = "word"
     seed: int = 1
     keep: str = "first"
-    task_size: int = DEFAULT_TASK_SIZE
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    overwrite: bool = False
-    resume: bool = False
 
     def __post_init__(self):
-        if not self.inputs:
-            raise RefsiftError("no --input given")
         super().__post_init__()
         if self.method not in METHODS:
             raise RefsiftError(f"--method must be one of {', '.join(METHODS)}")
@@ -74,10 +67,6 @@ class DedupConfig(CorpusOptions):
             raise RefsiftError(f"--keep must be one of {', '.join(KEEP_RULES)}")
         if self.dedup:
             raise RefsiftError("--dedup takes the result of refsift dedup; a dedup run does not read one")
-        if self.overwrite and self.resume:
-            raise RefsiftError("give --overwrite or --resume, not both")
-        if min(self.task_size, self.chunk_size) < 1:
-            raise RefsiftError("--task-size and --chunk-size must be positive")
         try:
             self.minhash  # noqa: B018 (validates the scheme)
         except ValueError as err:
