@@ -384,6 +384,17 @@ def join_sinks(pipeline: beam.Pipeline) -> None:
         _ = tuple(sinks) | "JoinSinks" >> beam.Flatten() | "Done" >> beam.Filter(lambda _: False)
 
 
+def finish(result) -> None:
+    """Waits for a job; closes the Dask client Beam's DaskRunner opened and leaves open (it
+    would keep reconnecting to a cluster that has gone)."""
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
+
+
 def run_job(pipeline, out: str, *, what: str = "run", resumable: bool = True) -> None:
     """Runs a job. Its workers' own output goes to a log file (unless --verbose); Ctrl-C or
     a failure becomes one line, which for a chunk job (`resumable`) names how many chunks
@@ -392,7 +403,7 @@ def run_job(pipeline, out: str, *, what: str = "run", resumable: bool = True) ->
         join_sinks(pipeline)
     with console.worker_output() as log_file:
         try:
-            pipeline.run().wait_until_finish()
+            finish(pipeline.run())
         except (KeyboardInterrupt, Exception) as err:
             where = f" (the workers' output is in {log_file})" if log_file else ""
             if not resumable:

@@ -15,11 +15,9 @@ import pytest
 
 from refsift import corpora, tiny
 
-TORCH_THREADS = None  # torch's own thread count, where a test needs the numbers of a plain run
 if os.environ.get("PYTEST_XDIST_WORKER"):  # test processes in parallel (pytest -n): one torch thread each
     import torch
 
-    TORCH_THREADS = torch.get_num_threads()
     torch.set_num_threads(1)
 
 # Documents [0, 100) of a domain train the tiny models; tests read held-out ones from 150 on.

@@ -1,34 +1,35 @@
 """The demo at reduced size: the story's claims that could fail, and the pages it writes."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from refsift.pipelines import demo
 from tests.browser import open_page
-
-# The demo's own size: tiny models trained for fewer steps learn too little of the leaked
-# slice for contrastive generation to find it reliably (checked over seeds).
-SIZE = demo.FULL
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    import torch
-
-    from tests import conftest
-
-    lines = []
+    """The demo as `refsift demo` runs it: in a process of its own. Its tiny models end where
+    float sums and random draws take them, so it must not inherit a test process's thread
+    count (one, when the tests run in parallel) or state. The demo's own size: tiny models
+    trained for fewer steps learn too little of the leaked slice for contrastive generation to
+    find it reliably (checked over seeds)."""
     out = tmp_path_factory.mktemp("demo") / "demo"
-    # A thread count changes how float sums are split, so training ends elsewhere: the demo runs with
-    # torch's own count, as `refsift demo` does, even when the tests run in parallel.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(conftest.TORCH_THREADS or threads)
-    try:
-        return out, demo.run(str(out), size=SIZE, echo=lines.append), lines
-    finally:
-        torch.set_num_threads(threads)
+    saved = out.parent / "result.json"
+    script = (
+        "import json, sys\nfrom refsift.pipelines import demo\nlines = []\n"
+        "numbers = demo.run(sys.argv[1], size=demo.FULL, echo=lines.append)\n"
+        "json.dump({'numbers': numbers, 'lines': lines}, open(sys.argv[2], 'w'))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    proc = subprocess.run([sys.executable, "-c", script, str(out), str(saved)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = json.loads(saved.read_text())
+    return out, done["numbers"], done["lines"]
 
 
 def test_target_domain_has_the_highest_mean_excess_loss(result):

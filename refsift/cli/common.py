@@ -96,8 +96,9 @@ def add_window_options(p) -> None:
         "--prefix",
         default="auto",
         choices=["auto", "bos", "eos", "none"],
-        help="token put before each document: auto = BOS, else EOS (as lm-evaluation-harness); with a prefix "
-        "every token of a document is scored, with none its first token is not (default %(default)s)",
+        help="token put before each plain document: auto = BOS, else EOS (as lm-evaluation-harness); with a prefix "
+        "every token of a document is scored, with none its first token is not; instruction and chat data get none, "
+        "as TRL trains them (default %(default)s)",
     )
     g.add_argument("--max-length", type=int, default=512, help="tokens per window (default %(default)s)")
     g.add_argument("--context", type=int, default=64, help="left-context tokens between windows (default %(default)s)")
