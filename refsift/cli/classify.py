@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from refsift.cli.common import COMMON, Help, add_chunk_job_options, add_corpus_options, from_args
+from refsift.cli.common import COMMON, Help, add_chunk_job_options, add_corpus_options, from_args, print_counts
 
 
 def add(sub) -> None:
@@ -38,10 +38,6 @@ def run(args, beam_args: list[str]) -> None:
         print(f"classifying {' '.join(cfg.inputs)}\n  classifier: {cfg.classifier}\n  out:        {out}", flush=True)
 
     manifest = classify.run(cfg, beam_args, on_start=announce)
-    c = manifest["counts"]
-    if manifest.get("already_complete"):
-        print(f"{out} is already complete: nothing to resume")
-    reasons = ", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()) or "none"
-    print(f"documents: read {c['read']} = classified {c['scored']} + rejected {c['rejected']} ({reasons})")
+    c = print_counts(out, manifest, "classified")
     print(f"words classified: {c['tokens_scored']}, {manifest['wall_time_s']:.1f} s")
     print(f"select from it:  refsift select {out} --by classifier_score --budget 10% --out MIX")

@@ -112,6 +112,16 @@ def add_window_options(p) -> None:
     )
 
 
+def print_counts(out: str, manifest: dict, done_as: str) -> dict:
+    """A chunk job's conservation line (read = done + rejected, with the reasons); its counts."""
+    c = manifest["counts"]
+    if manifest.get("already_complete"):
+        print(f"{out} is already complete: nothing to resume")
+    reasons = ", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()) or "none"
+    print(f"documents: read {c['read']} = {done_as} {c['scored']} + rejected {c['rejected']} ({reasons})")
+    return c
+
+
 def add_chunk_job_options(p, what: str) -> None:
     """A chunk job's units of work and directory rules: the same for score, classify, dedup."""
     p.add_argument(

@@ -14,6 +14,7 @@ from refsift.cli.common import (
     checkpoint,
     from_args,
     ladder_entry,
+    print_counts,
     sample_inputs,
 )
 
@@ -92,11 +93,7 @@ def run(args, beam_args: list[str]) -> None:
         steps = [s for s in manifest["steps"] if "/" not in s]
         print(f"dry run: the job was built and not submitted; {manifest['tasks']} tasks, steps {', '.join(steps)}")
         return
-    c = manifest["counts"]
-    if manifest.get("already_complete"):
-        print(f"{out} is already complete: nothing to resume")
-    reasons = ", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()) or "none"
-    print(f"documents: read {c['read']} = scored {c['scored']} + rejected {c['rejected']} ({reasons})")
+    c = print_counts(out, manifest, "scored")
     print(f"tokens scored: {c['tokens_scored']} in {c['windows']} windows, {manifest['wall_time_s']:.1f} s")
     if "read_error" in c["rejected_by_reason"]:
         print(f"warning: some inputs could not be read to their end; see {out}'s rejected table (reason read_error)")
