@@ -20,6 +20,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # test processes in parallel (pytest 
 
     torch.set_num_threads(1)
 
+
 def pytest_collection_modifyitems(items):
     """The demo, the longest module by far, first: with pytest -n it then runs beside the rest
     rather than alone at the end."""
