@@ -18,7 +18,6 @@ the label) or any fastText `.bin` (PreSelect's, DCLM's) with `--label`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -72,16 +71,6 @@ def resolve_classifier(spec: str, label: str | None) -> tuple[str, str, dict]:
     return model_file, label, card
 
 
-def file_sha256(path: str) -> str:
-    from apache_beam.io.filesystems import FileSystems
-
-    digest = hashlib.sha256()
-    with FileSystems.open(path, compression_type="uncompressed") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build(pipeline: beam.Pipeline, cfg: ClassifyConfig, out: str, tasks, done, model_file: str, label: str) -> None:
     (
         engine.read_chunks(pipeline, out, tasks, done, cfg)
@@ -126,7 +115,7 @@ def run(cfg: ClassifyConfig, beam_args: list[str] = (), on_start=None) -> dict:
                 "spec": cfg.classifier,
                 "model": model_file,
                 "label": label,
-                "sha256": file_sha256(model_file),
+                "sha256": engine.sha256(model_file),
                 "card": {k: card[k] for k in ("source", "rule", "metrics") if k in card},
             },
         },
