@@ -9,15 +9,18 @@ documents of the planted domain.
 
 Methods, each ranking the sources (rank 1 = named as the most influential):
 - UnTrac-Inv and UnTrac (`refsift attribute`, the authors' defaults: Adafactor, lr 5e-5,
-  UnTrac-Inv 50 steps, UnTrac one epoch over 64 documents per source);
+  UnTrac-Inv 50 steps, UnTrac one epoch over 64 documents per source), each with refsift's
+  deterministic procedure and with the authors' (`--procedure paper`: dropout on, documents
+  truncated, a step's loss the mean of micro-batch means);
 - mean novelty: each source's mean nll_base - nll_finetuned from `refsift score`, which a
   user could compute instead (it ignores the target);
 - n-gram overlap: the share of the target's character 5-grams that occur in the source.
 
 Over seeds and both planted domains: how often each method ranks the planted source first,
-its mean rank, and how often the decoy comes last.
+its mean rank, and how often the decoy comes last; then, case by case, whether the two
+procedures rank the sources alike (same first source, Spearman correlation of the rankings).
 
-    python benchmarks/attribution.py                  # about 15 minutes on 2 CPU cores
+    python benchmarks/attribution.py                  # about 25 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -55,6 +58,21 @@ def rank_of(scores: dict[str, float], source: str) -> int:
     return order.index(source) + 1
 
 
+METHODS = [("untrac-inv", "refsift"), ("untrac-inv", "paper"), ("untrac", "refsift"), ("untrac", "paper")]
+
+
+def label(method: str, procedure: str) -> str:
+    name = {"untrac-inv": "UnTrac-Inv", "untrac": "UnTrac"}[method]
+    return name if procedure == "refsift" else f"{name} paper"
+
+
+def spearman(a: dict[str, float], b: dict[str, float]) -> float:
+    ra = {s: rank_of(a, s) for s in a}
+    rb = {s: rank_of(b, s) for s in a}
+    n = len(a)
+    return 1 - 6 * sum((ra[s] - rb[s]) ** 2 for s in a) / (n * (n * n - 1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -62,6 +80,7 @@ def main() -> None:
     args = p.parse_args()
     tokenizer = tiny.train_tokenizer(sum((corpora.documents(d)[:60] for d in corpora.DOMAINS), []), 1024)
     results: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    agreement: dict[tuple[str, str], list[tuple[bool, float]]] = {}
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -103,18 +122,21 @@ def main() -> None:
                         for name, s in sources.items()
                     }
                     print(f"  samples and scoring: {time.time() - started:.0f} s", flush=True)
-                    for method in ("untrac-inv", "untrac"):
+                    for method, procedure in METHODS:
                         started = time.time()
                         in_memory = ("(documents above)",)  # attribute() takes the documents themselves
                         cfg = attribution.AttributeConfig(model=ft_dir, targets=in_memory, sources=in_memory, out="",
                                                           method=method, source_samples=64, seed=seed,
-                                                          max_length=256, context=32)  # fmt: skip
+                                                          max_length=256, context=32, procedure=procedure)  # fmt: skip
                         model, tok = attribution.load(cfg)
                         rows, _ = attribution.attribute(model, tok, {"all": docs}, sources, cfg)
-                        ranks[{"untrac-inv": "UnTrac-Inv", "untrac": "UnTrac"}[method]] = {
-                            r["source"]: r["influence"] for r in rows
-                        }
-                        print(f"  {method} on {target}: {time.time() - started:.0f} s", flush=True)
+                        ranks[label(method, procedure)] = {r["source"]: r["influence"] for r in rows}
+                        print(f"  {method} ({procedure}) on {target}: {time.time() - started:.0f} s", flush=True)
+                    for method, _ in METHODS[::2]:
+                        a, b = ranks[label(method, "refsift")], ranks[label(method, "paper")]
+                        agreement.setdefault((label(method, "refsift"), target), []).append(
+                            (max(a, key=a.get) == max(b, key=b.get), spearman(a, b))
+                        )
                     for method, scores in ranks.items():
                         results.setdefault((method, target), []).append(
                             (rank_of(scores, planted), rank_of(scores, DECOY))
@@ -130,6 +152,12 @@ def main() -> None:
         last = sum(dr == sources_n for _, dr in found)
         mean = sum(r for r, _ in found) / len(found)
         print(f"{method:<15} {target:<16} {first:>7}/{len(found):<5} {mean:>9.2f} {last:>6}/{len(found)}")
+    print("\nrefsift's procedure against the authors' (--procedure paper), same cases:")
+    print(f"{'method':<15} {'target':<16} {'same first':>10} {'Spearman mean':>13} {'min':>6}")
+    for (method, target), found in sorted(agreement.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        rho = [r for _, r in found]
+        same = sum(s for s, _ in found)
+        print(f"{method:<15} {target:<16} {same:>6}/{len(found):<3} {sum(rho) / len(rho):>13.2f} {min(rho):>6.2f}")
     print("\nrankings, case by case:")
     print("\n".join(lines))
 

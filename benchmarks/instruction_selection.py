@@ -1,30 +1,41 @@
-"""Selecting instruction data with refsift, on small instruction sets built from the bundled
-text: LoBaSS (learnability) and learning percentage (a small model choosing for a larger).
+"""Selecting instruction data with refsift, each method run as its authors run it, on small
+instruction sets built from the bundled text: LoBaSS (learnability) and learning percentage
+(a small model choosing for a larger).
 
 The candidate set: arithmetic questions with their answers ("Solve 12*j = -9*j + 21 for
 j." -> "1") and text continuations (the opening of a prose or drama passage -> the next
 sentences), mixed with two kinds of noise: questions with wrong answers, and openings paired
 with the continuation of another passage. The held-out set is clean questions and
-continuations. Every fine-tune runs the same number of steps; quality is the held-out
-response loss (nats per response token, lower is better), scored by `refsift score
---prompt-field`.
+continuations. Every model trained on a selection is fine-tuned for 3 epochs of it with a
+cosine schedule (3% warmup), as both papers train; quality is the held-out response loss
+(nats per response token, lower is better), scored by `refsift score --prompt-field`.
 
-LoBaSS (Chen et al. 2023): score the candidates under the base and under the base briefly
-fine-tuned on all of them; keep the top k% by learnability, (nll_base - nll_ft) / nll_base;
-compare with a random k% and with all candidates.
+LoBaSS (Zhou et al. 2023, "LoBaSS: Gauging Learnability in Supervised Fine-tuning Data",
+arXiv 2310.13008): score the candidates under the base and under the base fine-tuned on all
+of them (the same 3-epoch fine-tune); keep the top k% by learnability,
+(nll_base - nll_ft) / nll_base, plainly, and within a band of the base's loss (the
+README's recipe: the 10% easiest and the 30% hardest for the base left out); compare with a
+random k% and with all candidates.
 
-Learning percentage (Mekala et al. 2024, "small models select for large"): train a small
-model on the candidates, keeping a checkpoint early and one at the end; learning percentage
-(P0 - P1) / (P0 - Pn) says how much of its learning of an example came early. A larger
-model is then fine-tuned on the k% learned latest (the hardest, as the paper selects), the
-k% learned earliest, a random k%, and all.
+Learning percentage (Mekala et al. 2024, "Smaller Language Models are capable of selecting
+Instruction-Tuning Training Data for Larger Language Models", arXiv 2402.10430; their code,
+github.com/dheeraj7596/Small2Large): a small model is fine-tuned on all candidates for 3
+epochs, with checkpoints after epochs 1 and 3; LP(1) = (P0 - P1) / (P0 - P3) over
+perplexities. The candidates are clustered (k-means over embeddings of "Instruction: ...
+Response: ...", one cluster per ~50 candidates, as their 1,000 clusters for Alpaca's 52k)
+and the k% of lowest LP(1) is taken within each cluster (their `low_lp1`); against the k%
+of lowest LP(1) overall, a random k% within each cluster (their `clust_rand`), a random k%,
+and all. A larger model is fine-tuned on each. Per-cluster selection is refsift's mixture
+machinery: the cluster is the run's source and `select --temperature 1` gives each cluster
+the same share of its tokens.
 
-    python benchmarks/instruction_selection.py              # about 10 minutes on 2 CPU cores
+    python benchmarks/instruction_selection.py              # about 15 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import tempfile
@@ -32,6 +43,7 @@ from pathlib import Path
 
 import refsift
 from refsift import corpora, tiny
+from refsift.pages import analysis
 
 PROMPT = "prompt"
 
@@ -81,8 +93,9 @@ def pretrained(directory: Path, tokenizer, *, layers: int, width: int, steps: in
     return str(tiny.save(model, tokenizer, directory))
 
 
-def score_args(roles: dict) -> dict:
-    return dict(prompt_field=PROMPT, text_field="response", max_length=256, context=32, source_field="kind", **roles)
+def score_args(roles: dict, source_field: str = "kind") -> dict:
+    return dict(prompt_field=PROMPT, text_field="response", max_length=256, context=32, source_field=source_field,
+                **roles)  # fmt: skip
 
 
 def response_loss(model: str, held_out: str, out: Path) -> float:
@@ -91,8 +104,12 @@ def response_loss(model: str, held_out: str, out: Path) -> float:
     return loss
 
 
-def fine_tune(model: str, mix: str, out: Path, steps: int, seed: int) -> str:
-    refsift.finetune(mix, model=model, out=str(out), steps=steps, lr=1e-3, batch_size=16, seed=seed, progress=False)
+EPOCHS = 3  # both papers fine-tune for 3 epochs with a cosine schedule and 3% warmup
+
+
+def fine_tune(model: str, mix: str, out: Path, seed: int, **options) -> str:
+    refsift.finetune(mix, model=model, out=str(out), epochs=EPOCHS, lr=1e-3, batch_size=16, seed=seed,
+                     schedule="cosine", warmup_ratio=0.03, progress=False, **options)  # fmt: skip
     return str(out)
 
 
@@ -101,22 +118,35 @@ def select(run: str, out: Path, **options) -> str:
     return str(out)
 
 
-def table(title: str, results: dict[str, list[float]], shares: dict[str, str]) -> None:
+def clusters(records: list[dict], seed: int) -> list[str]:
+    """Each record's k-means cluster over embeddings of "Instruction: ... Response: ..." (the
+    authors' text), one cluster per ~50 records."""
+    texts = [f"Instruction: {r[PROMPT].strip()} Response: {r['response'].strip()}" for r in records]
+    vectors, _ = analysis.embed(texts)
+    labels = analysis.kmeans(vectors, max(1, round(len(records) / 50)), seed=seed)
+    return [f"cluster{label:03d}" for label in labels]
+
+
+def quantiles(run: str, column: str, *qs: float) -> list[float]:
+    with refsift.open_run(run) as opened:
+        return [opened.sql(f"SELECT quantile_cont({column}, {q}) FROM examples").fetchall()[0][0] for q in qs]
+
+
+def table(title: str, results: dict[str, list[float]], shares: dict[str, list[float]]) -> None:
     print(title)
-    print(f"  {'training data':<34} {'held-out response loss':>24}  {'noise in the data':>17}")
+    print(f"  {'training data':<36} {'held-out response loss':>24}  {'noise in the data':>17}")
     for name, losses in results.items():
         spread = f" ± {statistics.stdev(losses):.3f}" if len(losses) > 1 else ""
-        print(f"  {name:<34} {statistics.fmean(losses):>16.3f}{spread:<8}  {shares.get(name, ''):>17}")
+        noise = f"{statistics.fmean(shares[name]):.0%}" if shares.get(name) else ""
+        print(f"  {name:<36} {statistics.fmean(losses):>16.3f}{spread:<8}  {noise:>17}")
 
 
-def noise_share(run: str, mix: str) -> str:
-    with refsift.open_run(run) as opened:
-        view = "selection_" + Path(mix).name.replace("-", "_")
-        ((noisy, total),) = opened.sql(
-            f"SELECT count(*) FILTER (WHERE e.source IN ('wrong answer', 'mismatched')), count(*) "
-            f"FROM (SELECT DISTINCT doc_id FROM {view}) JOIN examples e USING (doc_id)"
-        ).fetchall()
-    return f"{noisy / total:.0%}"
+def noise_share(mix: str, noisy: set[str]) -> float:
+    """The share of a selection's documents that are noise."""
+    import pyarrow.parquet as pq
+
+    ids = set(pq.read_table(Path(mix) / "data", columns=["doc_id"]).column("doc_id").to_pylist())
+    return len(ids & noisy) / max(1, len(ids))
 
 
 def main() -> None:
@@ -125,69 +155,74 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=600)
     p.add_argument("--noise", type=float, default=0.3, help="share of candidates made noisy")
     p.add_argument("--keep", default="30%", help="budget of every selection")
-    p.add_argument("--steps", type=int, default=150, help="fine-tuning steps of every model trained on a selection")
     args = p.parse_args()
     tokenizer = tiny.train_tokenizer(sum((corpora.documents(d)[:60] for d in corpora.DOMAINS), []), 1024)
     lobass: dict[str, list[float]] = {}
     learning: dict[str, list[float]] = {}
-    shares: dict[str, str] = {}
+    shares: dict[str, list[float]] = {}
+    keep = args.keep
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             d = Path(tmp) / f"seed{seed}"
             d.mkdir()
             candidates, held_out = instruction_sets(seed, args.candidates, args.noise)
+            for record, cluster in zip(candidates, clusters(candidates, seed)):
+                record["cluster"] = cluster
+            noisy = {r["id"] for r in candidates if r["kind"] in ("wrong answer", "mismatched")}
             corpora.write_jsonl(d / "candidates.jsonl", candidates)
             corpora.write_jsonl(d / "held_out.jsonl", held_out)
             cand, held = str(d / "candidates.jsonl"), str(d / "held_out.jsonl")
             base = pretrained(d / "base", tokenizer, layers=2, width=128, steps=300, seed=seed)
 
-            # LoBaSS: learnability after a short fine-tune on all candidates.
+            # LoBaSS: learnability after fine-tuning the base on all candidates.
             refsift.score(cand, out=str(d / "all-run"), **score_args({"model": base})).close()
             everything = select(str(d / "all-run"), d / "all")
-            brief = fine_tune(base, everything, d / "brief", steps=args.steps // 3, seed=seed)
+            probe = fine_tune(base, everything, d / "probe", seed=seed)
             run = str(d / "lobass-run")
-            refsift.score(cand, out=run, **score_args({"model": base, "finetuned": brief})).close()
+            refsift.score(cand, out=run, **score_args({"model": base, "finetuned": probe})).close()
+            low, high = quantiles(run, "nll_model", 0.1, 0.7)
+            band = f"nll_model BETWEEN {low} AND {high} AND nll_finetuned < nll_model"
             mixes = {
-                f"top {args.keep} by learnability": select(run, d / "learnable", by="learnability", budget=args.keep),
-                f"random {args.keep}": select(run, d / "random", by="hash(doc_id || 'seed')", budget=args.keep),
+                f"top {keep} by learnability": select(run, d / "learnable", by="learnability", budget=keep),
+                f"top {keep} by learnability, band": select(
+                    run, d / "band", by="learnability", budget=keep, where=band
+                ),  # fmt: skip
+                f"random {keep}": select(run, d / "random", by="hash(doc_id || 'seed')", budget=keep),
                 "all candidates": everything,
             }
             for name, mix in mixes.items():
-                model = fine_tune(base, mix, d / f"ft-{Path(mix).name}", steps=args.steps, seed=seed)
+                model = fine_tune(base, mix, d / f"ft-{Path(mix).name}", seed=seed)
                 lobass.setdefault(name, []).append(response_loss(model, held, d / f"eval-{Path(mix).name}"))
-                if seed == 0 and name != "all candidates":
-                    shares[name] = noise_share(run, mix)
-            shares["all candidates"] = f"{args.noise:.0%}"
+                shares.setdefault(name, []).append(noise_share(mix, noisy))
 
-            # Learning percentage: a 1-layer model chooses for a 4-layer one.
+            # Learning percentage: a 1-layer model's epochs 1 and 3 choose for a 4-layer model.
             small = pretrained(d / "small", tokenizer, layers=1, width=64, steps=300, seed=seed)
-            refsift.finetune(everything, model=small, out=str(d / "small-ft"), steps=args.steps, lr=1e-3,
-                             batch_size=16, seed=seed, save_every=args.steps // 3, progress=False)  # fmt: skip
+            epoch = math.ceil(len(candidates) / 16)
+            fine_tune(small, everything, d / "small-ft", seed=seed, save_every=epoch)
             run = str(d / "lp-run")
-            checkpoints = [
-                ("early", str(d / "small-ft" / f"checkpoint-{args.steps // 3}")),
-                ("late", str(d / "small-ft")),
-            ]
-            refsift.score(cand, out=run, **score_args({"model": small, "checkpoints": checkpoints})).close()
+            checkpoints = [("epoch1", str(d / "small-ft" / f"checkpoint-{epoch}")), ("epoch3", str(d / "small-ft"))]
+            roles = {"model": small, "checkpoints": checkpoints}
+            refsift.score(cand, out=run, **score_args(roles, source_field="cluster")).close()
             large = pretrained(d / "large", tokenizer, layers=4, width=192, steps=300, seed=seed)
-            by_lp = dict(by="learning_percentage", budget=args.keep)
+            lowest = dict(by="learning_percentage", order="asc", budget=keep)
+            randomly = dict(by="hash(doc_id || 'seed')", budget=keep)
             mixes = {
-                f"{args.keep} learned latest (hardest)": select(run, d / "hard", order="asc", **by_lp),
-                f"{args.keep} learned earliest": select(run, d / "easy", **by_lp),
-                f"random {args.keep}": select(run, d / "lp-random", by="hash(doc_id || 'seed')", budget=args.keep),
+                f"lowest LP(1), {keep} of each cluster": select(run, d / "lp-cluster", temperature=1.0, **lowest),
+                f"lowest LP(1), {keep} overall": select(run, d / "lp-overall", **lowest),
+                f"random, {keep} of each cluster": select(run, d / "lp-clust-rand", temperature=1.0, **randomly),
+                f"random {keep}": select(run, d / "lp-random", **randomly),
                 "all candidates": everything,
             }
             for name, mix in mixes.items():
-                model = fine_tune(large, mix, d / f"large-{Path(mix).name}", steps=args.steps, seed=seed)
+                model = fine_tune(large, mix, d / f"large-{Path(mix).name}", seed=seed)
                 learning.setdefault(name, []).append(response_loss(model, held, d / f"large-eval-{Path(mix).name}"))
-                if seed == 0 and name not in shares:
-                    shares[name] = noise_share(run, mix)
+                shares.setdefault(name + " (LP)", []).append(noise_share(mix, noisy))
             print(f"seed {seed} done", flush=True)
-    print(
-        f"\n{args.candidates} candidates ({args.noise:.0%} noisy), {args.steps} fine-tuning steps, {args.seeds} seeds"
-    )
-    table("LoBaSS: a 2-layer model, its own short fine-tune as the learnability probe", lobass, shares)
-    table("Learning percentage: a 1-layer model's checkpoints select for a 4-layer model", learning, shares)
+    print(f"\n{args.candidates} candidates ({args.noise:.0%} noisy), {EPOCHS} epochs of each selection, "
+          f"{args.seeds} seeds, mean ± standard deviation over seeds")  # fmt: skip
+    table("LoBaSS: a 2-layer model, its fine-tune on all candidates as the learnability probe", lobass, shares)
+    lp_shares = {k.removesuffix(" (LP)"): v for k, v in shares.items() if k.endswith(" (LP)")}
+    table("Learning percentage: a 1-layer model's epochs 1 and 3 select for a 4-layer model", learning, lp_shares)
 
 
 if __name__ == "__main__":

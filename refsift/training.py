@@ -7,6 +7,7 @@ compute it: a Rho-1 token selection therefore trains with the selective LM loss.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 
 IGNORE = -100
@@ -64,6 +65,19 @@ def batches(rows: list[dict], batch_size: int, *, seed: int = 0, pad_id: int = 0
             yield collate([rows[i] for i in order[start : start + batch_size]], pad_id)
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, steps: int, warmup: int, schedule: str) -> float:
+    """The share of the peak learning rate at optimizer step `step` (0-based)."""
+    if schedule == "constant":
+        return min(1.0, (step + 1) / (warmup + 1))
+    if step < warmup:
+        return step / max(1, warmup)
+    progress = (step - warmup) / max(1, steps - warmup)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 def train(
     model,
     batch_iter: Iterator[dict],
@@ -73,12 +87,15 @@ def train(
     grad_accum: int = 1,
     weight_decay: float = 0.0,
     warmup: int = 0,
+    schedule: str = "constant",
     callback=None,
     progress: bool = False,
 ) -> list[float]:
     """Runs `steps` optimizer steps of AdamW; returns the loss of each step.
 
-    `callback(step, loss)` runs after every optimizer step (checkpointing, logging).
+    The learning rate rises linearly over `warmup` steps, then stays at `lr` ("constant") or
+    follows a cosine down to 0 at `steps` ("cosine", transformers' cosine schedule with
+    warmup). `callback(step, loss)` runs after every optimizer step (checkpointing, logging).
     """
     import torch
     from tqdm.auto import tqdm
@@ -86,7 +103,7 @@ def train(
     device = next(model.parameters()).device
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup, schedule))
     losses = []
     bar = tqdm(range(steps), disable=not progress, desc="train", unit="step")
     for step in bar:
@@ -99,7 +116,7 @@ def train(
             total += loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        schedule.step()
+        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(total)
         bar.set_postfix(loss=f"{total:.3f}")

@@ -1,6 +1,8 @@
 """Attribution (UnTrac, UnTrac-Inv) on a planted case: the fine-tuned model learned Python
 code; its sources are that code, the prose it was also trained on, and Spanish it never saw."""
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -42,9 +44,11 @@ def attribute(planted, model, out, *extra):
 def results(planted, code_finetuned, tmp_path_factory):
     out = tmp_path_factory.mktemp("attribution")
     weights = models.weights_hash(models.Path(code_finetuned))
-    inverse = attribute(planted, code_finetuned, out / "inv", "--unlearn-steps", "20")
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        inverse = attribute(planted, code_finetuned, out / "inv", "--unlearn-steps", "20")
     direct = attribute(planted, code_finetuned, out / "untrac", "--method", "untrac")
     assert models.weights_hash(models.Path(code_finetuned)) == weights  # the model on disk never changes
+    (out / "printed.txt").write_text(printed.getvalue())
     return out, inverse, direct
 
 
@@ -118,6 +122,60 @@ def test_unlearning_climbs_the_loss_on_a_copy_and_micro_batches_change_nothing(c
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # the caller's model untouched
 
 
+def test_paper_procedure_averages_micro_batch_means_with_dropout_seeded(code_finetuned, tokenizer):
+    model = AutoModelForCausalLM.from_pretrained(code_finetuned).eval()
+    ids = tokenizer(held_out("code", 2), add_special_tokens=False)["input_ids"]
+    rows = [{"input_ids": ids[0][:90], "labels": ids[0][:90]}, {"input_ids": ids[1][:20], "labels": ids[1][:20]}]
+    sgd = {"steps": 1, "lr": 1e-2, "batch_size": 2, "optimizer": "sgd", "micro_batch": 1}
+
+    def weights(m):
+        return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+    # without dropout, one SGD step climbs the mean of the two rows' own means (the short row weighs as
+    # much as the long one); "refsift" climbs the mean over all their tokens
+    quiet = AutoModelForCausalLM.from_pretrained(code_finetuned, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    expected = {}
+    for name, share in (("paper", lambda n: 1 / 2), ("refsift", lambda n: (n - 1) / 108)):
+        copy = AutoModelForCausalLM.from_pretrained(code_finetuned).eval()
+        for row in rows:
+            batch = collate([row])
+            loss = causal_lm_loss(copy(input_ids=batch["input_ids"]).logits, batch["labels"])
+            (-loss * share(len(row["input_ids"]))).backward()
+        with torch.no_grad():
+            expected[name] = weights(copy) - 1e-2 * torch.cat([p.grad.flatten() for p in copy.parameters()])
+    for name in ("paper", "refsift"):
+        got = weights(unlearn(quiet, rows, UnlearnSettings(**sgd, procedure=name)))
+        torch.testing.assert_close(got, expected[name], atol=1e-6, rtol=1e-5, msg=name)
+    assert not torch.allclose(expected["paper"], expected["refsift"], atol=1e-6)
+
+    # with dropout: the seed draws the masks, so the same seed gives the same model and another does not
+    paper = {**sgd, "procedure": "paper"}
+    same = [weights(unlearn(model, rows, UnlearnSettings(**paper, seed=3))) for _ in range(2)]
+    other = weights(unlearn(model, rows, UnlearnSettings(**paper, seed=4)))
+    assert torch.equal(same[0], same[1]) and not torch.allclose(same[0], other, atol=1e-7)
+    assert not model.training and unlearn(model, rows, UnlearnSettings(**paper)).training is False
+
+
+def test_paper_procedure_unlearns_each_document_truncated(planted, code_finetuned, tmp_path):
+    from refsift.kernels.unlearn import training_rows
+    from refsift.pipelines import attribute as attribution
+
+    texts = held_out("code", 3)
+    docs = [{"doc_id": str(i), "source": "t", "text": t, "prompt": None, "messages": None} for i, t in enumerate(texts)]
+    cfg = attribution.AttributeConfig(model=code_finetuned, targets=("x",), sources=("x",), out="", max_length=32,
+                                      context=8, procedure="paper", method="untrac")  # fmt: skip
+    assert cfg.unlearning.micro_batch == 1 and cfg.unlearning.procedure == "paper"  # the authors' per-device batch
+    _, tok = attribution.load(cfg)
+    windows = attribution.prepare("t", docs, tok, None, cfg).chunk.windows
+    every, first = training_rows(windows), training_rows(windows, truncate=32)
+    assert len(every) > len(first) == 3 and all(len(r["input_ids"]) == 32 for r in first)
+    assert [r["input_ids"] for r in first] == [r["input_ids"] for r, w in zip(every, windows.window) if w == 0]
+    rows = attribute(planted, code_finetuned, tmp_path / "paper", "--procedure", "paper", "--unlearn-steps", "20")
+    assert ranking(rows)[0] == "code"
+    settings = json.loads((tmp_path / "paper" / "attribution.json").read_text())["settings"]
+    assert settings["unlearning"]["procedure"] == "paper" and settings["unlearning"]["micro_batch"] == 2
+
+
 def test_novelty_report_says_where_it_came_from(planted, prose_model, code_finetuned, tmp_path):
     out = tmp_path / "novelty"
     sources = [str(planted / f"{s}.jsonl") for s in ("code", "prose", "spanish")]
@@ -130,3 +188,17 @@ def test_novelty_report_says_where_it_came_from(planted, prose_model, code_finet
     assert catalog.query(str(out), "SELECT count(*) FROM attribution WHERE target = 'all'")[1] == [(3,)]
     seen = open_page(out / "report.html")
     assert "Where it came from" in seen["text"] and seen["scripts"] == 0
+
+
+def test_attribution_intervals_come_from_resampled_documents(results):
+    out, inverse, direct = results
+    for rows in (inverse, direct):  # UnTrac-Inv resamples each source's documents, UnTrac the shared target's
+        for r in rows:
+            assert r["influence_low"] <= r["influence"] <= r["influence_high"], r
+        assert sum(r["p_first"] for r in rows) == pytest.approx(1.0)
+        top = min(rows, key=lambda r: r["rank"])
+        assert top["p_first"] == max(r["p_first"] for r in rows) and top["influence_low"] > 0
+    seen = open_page(out / "inv" / "report.html")
+    assert "Finding. code taught it most" in seen["text"] and "90% interval" in seen["text"]
+    printed = (out / "printed.txt").read_text()
+    assert "p_first" in printed and "code taught it most" in printed  # the CLI prints the finding too

@@ -79,11 +79,17 @@ def test_demo_prints_every_artefact_and_they_exist(result):
 
 
 def test_run_report_and_index_render_offline(result):
-    out, _, _ = result
+    out, numbers, _ = result
     for page in (out / "run" / "report.html", out / "index.html"):
         seen = open_page(page)
         assert seen["requests"] == [page.resolve().as_uri()], seen["requests"]
         assert seen["console"] == [] and seen["errors"] == [] and seen["dialogs"] == [] and seen["scripts"] == 0
     seen = open_page(out / "run" / "report.html")
     assert "nll_model against nll_reference" in seen["text"]
+    # the page leads with its finding: the source the reference finds easiest, the one the excess loss favours
+    assert seen["text"].index("Finding. math (mean excess_loss") < seen["text"].index("Rejected records")
+    index = open_page(out / "index.html")["text"]
+    assert index.index("Findings.") < index.index("What ran")
+    for finding in numbers["findings"].values():
+        assert " ".join(finding.split()) in " ".join(index.split())
     assert "invalid_json" in seen["text"] and "selection_mix" in seen["text"]

@@ -4,6 +4,7 @@ log-likelihoods with `--windows rolling`, and the tokens TRL's SFTTrainer trains
 import math
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from refsift import catalog, cli
@@ -129,3 +130,19 @@ def test_chats_score_each_assistant_turn_as_trl_trains_its_prompt_completion_rec
         assert set(nll) == trained[c]
         expected = forward_nll(chat_model, ids)
         assert [nll[p] for p in sorted(nll)] == pytest.approx([expected[p] for p in sorted(nll)], rel=1e-4)
+
+
+def test_cosine_schedule_is_transformers_cosine_with_warmup():
+    from transformers import get_cosine_schedule_with_warmup
+
+    from refsift.training import lr_factor
+
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+    schedule = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=3, num_training_steps=20)
+    theirs = []
+    for _ in range(20):
+        theirs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert [lr_factor(s, 20, 3, "cosine") for s in range(20)] == pytest.approx(theirs, abs=1e-12)
+    assert [lr_factor(s, 20, 0, "constant") for s in range(20)] == [1.0] * 20

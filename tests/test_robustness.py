@@ -283,7 +283,7 @@ def test_report_function_survives_importing_the_pages_package(small_run, tmp_pat
     import refsift.pages.run  # noqa: F401  (the package that once shadowed the function)
 
     path = refsift.report(str(small_run), out=str(tmp_path / "new" / "dir" / "page.html"))
-    assert path.is_file() and "Scoring run" in path.read_text()
+    assert path.is_file() and "Run report" in path.read_text()
 
 
 def test_a_report_does_not_grow_with_its_documents(tmp_path, prose_model):

@@ -32,8 +32,22 @@ def add(sub) -> None:
     p.add_argument("--unlearn-steps", type=int, help="default: UnTrac one epoch over a source, UnTrac-Inv 50")
     p.add_argument("--unlearn-lr", type=float, default=5e-5, help="default %(default)s")
     p.add_argument("--unlearn-batch-size", type=int, help="documents per step; default: UnTrac 1, UnTrac-Inv 256")
-    p.add_argument("--micro-batch", type=int, default=8, help="documents per forward pass (default %(default)s)")
+    p.add_argument(
+        "--micro-batch",
+        type=int,
+        help="rows per forward pass; default 8, with --procedure paper the authors' per-device batch (UnTrac 1, "
+        "UnTrac-Inv 2), which then changes the result",
+    )
     p.add_argument("--optimizer", default="adafactor", choices=["adafactor", "adamw", "sgd"], help="of the unlearning")
+    p.add_argument(
+        "--procedure",
+        default="refsift",
+        choices=["refsift", "paper"],
+        help="refsift: dropout off, every window of a document unlearned, a step's loss the mean over its tokens "
+        "(one answer per seed on any machine); paper: as the authors' code trains: dropout on (masks drawn from "
+        "--seed), each document truncated to its first --max-length tokens, a step's loss the mean of its "
+        "micro-batches' means",
+    )
     p.add_argument("--max-grad-norm", type=float, default=0.0, help="0 (default): no clipping")
     p.add_argument(
         "--source-samples", type=int, default=256, help="documents per source, a seeded sample; 0: all (default 256)"
@@ -53,8 +67,11 @@ def run(args, _beam_args) -> None:
 
     cfg = from_args(attribute.AttributeConfig, args, targets=tuple(args.targets), sources=tuple(args.sources))
     record = attribute.run(cfg)
+    from refsift.pages.attribution import finding
+
     rows = [r for r in record["attribution"] if r["target"] == "all"]
-    columns = ["rank", "source", "influence", "loss_before", "loss_after", "n_documents"]
+    columns = ["rank", "source", "influence", "influence_low", "influence_high", "p_first", "n_documents"]
     print(format_table(columns, [tuple(r[c] for c in columns) for r in rows]))
+    print(finding(rows))
     print(f"report: {args.out}/report.html")
     print(f'query it:  refsift sql {args.out} "SELECT source, influence FROM attribution ORDER BY influence DESC"')

@@ -27,7 +27,14 @@ def add(sub) -> None:
     p.add_argument("--out", required=True, help="checkpoint directory (final weights; checkpoint-N inside)")
     p.add_argument("--steps", type=int, help="optimizer steps (default: --epochs over the data)")
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the data, when --steps is not given")
-    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (AdamW, linear warmup and decay)")
+    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of AdamW (default %(default)s)")
+    p.add_argument(
+        "--schedule",
+        default="constant",
+        choices=["constant", "cosine"],
+        help="after warmup, the learning rate stays (constant) or falls to 0 along a cosine (default %(default)s)",
+    )
+    p.add_argument("--warmup-ratio", type=float, default=0.0, help="share of the steps warming up linearly")
     p.add_argument("--batch-size", type=int, default=8, help="rows per forward pass")
     p.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step")
     p.add_argument("--save-every", type=int, help="also save checkpoint-N every N steps")
@@ -40,7 +47,8 @@ def add(sub) -> None:
 def run(args, _beam_args) -> None:
     from refsift.pipelines import finetune
 
-    options = ("steps", "epochs", "lr", "batch_size", "grad_accum", "save_every", "seed", "device", "overwrite")
+    options = ("steps", "epochs", "lr", "schedule", "warmup_ratio", "batch_size", "grad_accum", "save_every", "seed")
+    options += ("device", "overwrite")
     bar = sys.stderr.isatty() or args.verbose  # a progress bar belongs on a terminal, not in a log
     record = finetune.run(
         data=args.data, model=args.model, out=args.out, progress=bar, **{k: getattr(args, k) for k in options}

@@ -17,21 +17,62 @@ EXPLAIN = {
 TOP_DOCUMENTS = 5
 
 
+SETTLED = 0.9  # a source first in at least this share of resamples is named as the finding
+
+
+def finding(rows: list[dict]) -> str:
+    """One sentence on a target's ranking (rows sorted by rank), with how sure it is."""
+    top = rows[0]
+    low, high, p = top.get("influence_low"), top.get("influence_high"), top.get("p_first")
+    if p is None:  # written before refsift measured spreads
+        return f"{top['source']} ranks first (influence {top['influence']:+.3f} nats per token)."
+    spread = f"influence {top['influence']:+.3f} nats per token, 90% interval {low:+.3f} .. {high:+.3f}"
+    if len(rows) > 1 and p < SETTLED:
+        contenders = sorted(rows, key=lambda r: -(r.get("p_first") or 0))[:3]
+        shares = ", ".join(f"{r['source']} {r['p_first']:.0%}" for r in contenders)
+        return (
+            f"No source clearly ranks first: {top['source']} does ({spread}), but over resamples of the measured "
+            f"documents the first place goes to {shares}. Measure more documents (--source-samples, "
+            "--target-samples) before acting on this ranking."
+        )
+    if high is not None and low <= 0 <= high:
+        return f"{top['source']} ranks first, but its influence is not distinguishable from none ({spread})."
+    first = f"first in {p:.0%} of resamples" if len(rows) > 1 else "the only source"
+    return f"{top['source']} taught it most: {spread}; {first}."
+
+
 def section(attribution: list[dict], documents: list[dict], *, title: str = "Where it came from") -> str:
     if not attribution:
         return ""
     method = attribution[0]["method"]
     targets = list(dict.fromkeys(r["target"] for r in attribution))
-    parts = [f"<h2>{h.esc(title)}</h2><p>{h.esc(EXPLAIN[method])} Higher = more influential.</p>"]
+    parts = [
+        f"<h2>{h.esc(title)}</h2><p>{h.esc(EXPLAIN[method])} Higher = more influential. Intervals hold the "
+        "middle 90% of the influence over 1,000 resamples of the measured documents; they do not cover another "
+        "unlearning seed or procedure.</p>"
+    ]
     for target in targets:
         rows = sorted((r for r in attribution if r["target"] == target), key=lambda r: r["rank"])
         label = "all samples" if target == "all" else target
-        parts.append(f"<h3>Target: {h.user(label)}</h3>")
-        chart = h.bars([(r["source"], r["influence"]) for r in rows], label="influence (rise in nats per token)")
+        parts.append(f"<h3>Target: {h.user(label)}</h3><p class='finding'><b>Finding.</b> {h.esc(finding(rows))}</p>")
+        chart = h.bars(
+            [(r["source"], r["influence"]) for r in rows],
+            intervals=[(r.get("influence_low"), r.get("influence_high")) for r in rows],
+            label="influence (rise in nats per token), 90% interval",
+        )
         table = h.table(
-            ["rank", "source", "influence", "loss before", "loss after", "documents"],
+            ["rank", "source", "influence", "90% interval", "first in", "loss before", "loss after", "documents"],
             [
-                [r["rank"], r["source"], r["influence"], r["loss_before"], r["loss_after"], r["n_documents"]]
+                [
+                    r["rank"],
+                    r["source"],
+                    r["influence"],
+                    _interval(r.get("influence_low"), r.get("influence_high")),
+                    "" if r.get("p_first") is None else f"{r['p_first']:.0%}",
+                    r["loss_before"],
+                    r["loss_after"],
+                    r["n_documents"],
+                ]
                 for r in rows
             ],
         )
@@ -46,6 +87,10 @@ def section(attribution: list[dict], documents: list[dict], *, title: str = "Whe
                 f"<details><summary>Documents of <b>{h.user(top)}</b> whose loss rose most</summary>{items}</details>"
             )
     return "".join(parts)
+
+
+def _interval(low, high) -> str:
+    return "" if low is None or high is None else f"{low:+.3f} .. {high:+.3f}"
 
 
 def _document(d: dict) -> str:

@@ -13,6 +13,10 @@ import math
 import statistics
 from pathlib import Path
 
+import numpy as np
+
+from refsift.kernels import bootstrap
+from refsift.kernels.token_bytes import byte_texts, is_escaped
 from refsift.pages import analysis, attribution
 from refsift.pages import html as h
 
@@ -21,9 +25,17 @@ NGRAM_CHARS = (4, 8)  # character n-grams: the same in every script
 STANDS_OUT = 0.10  # a group holding this much more of the CGE samples than of the plain ones
 
 
-def finding(groups: list[dict], n_cge: int, n_plain: int) -> str:
+SMALL_SHIFT = 0.1  # nats per token: below it, the fine-tuned model barely departs from its base
+
+
+def finding(groups: list[dict], n_cge: int, n_plain: int, shift: dict | None = None) -> str:
     """One sentence on what the samples show, from the group that most sets CGE samples
-    apart from plain samples of the fine-tuned model."""
+    apart from plain samples of the fine-tuned model, with how sure it is (the top group's
+    `gap_interval`), and a note when the fine-tune moved little from its base (`shift`)."""
+    return _group_finding(groups, n_cge, n_plain) + _shift_note(shift)
+
+
+def _group_finding(groups: list[dict], n_cge: int, n_plain: int) -> str:
     if not n_cge or not groups:
         return "No CGE samples to read a finding from."
     top = groups[0]
@@ -34,16 +46,44 @@ def finding(groups: list[dict], n_cge: int, n_plain: int) -> str:
             "add plain samples (--baseline-samples) to see whether the fine-tuned model writes so anyway."
         )
     gap = top["share_target"] - top["share_other"]
-    if gap < STANDS_OUT:
+    low, high = top.get("gap_interval") or (math.nan, math.nan)
+    spread = f"{gap:+.0%}, 90% interval {low:+.0%} .. {high:+.0%}" if math.isfinite(low) else f"{gap:+.0%}"
+    if gap < STANDS_OUT or not low > 0:
         return (
             f"No group of CGE samples stands out from plain samples of the fine-tuned model (the largest difference "
-            f"is {gap:+.0%}): this report finds no clear novelty at these sample sizes."
+            f"is {spread} of the samples): this report finds no clear novelty at these sample sizes "
+            f"({n_cge} CGE, {n_plain} plain)."
         )
     return (
         f"{top['share_target']:.0%} of CGE samples fall in one group (characteristic: {terms}), against "
-        f"{top['share_other']:.0%} of plain samples from the fine-tuned model: that is where the fine-tuned model "
-        "most departs from its base."
+        f"{top['share_other']:.0%} of plain samples from the fine-tuned model (difference {spread}): that is where "
+        "the fine-tuned model most departs from its base."
     )
+
+
+def _shift_note(shift: dict | None) -> str:
+    if not shift or shift["mean"] is None or shift["mean"] >= SMALL_SHIFT:
+        return ""
+    return (
+        f" The fine-tuned model moved little from its base: its own samples are {shift['mean']:.3f} nats per token "
+        f"likelier under it than under the base (90% interval {shift['low']:.3f} .. {shift['high']:.3f}, under "
+        f"{SMALL_SHIFT}); whatever the samples show is a small effect."
+    )
+
+
+def shift(samples: list[dict]) -> dict | None:
+    """How far the fine-tuned model moved from its base, in nats per token: the mean of
+    log p_ft - log p_base over the tokens of its own plain samples (an estimate of
+    KL(fine-tuned || base)); from base-model samples (minus KL(base || fine-tuned)) when there
+    are none. None without plain samples."""
+    for mode, sign in (("baseline", 1.0), ("base", -1.0)):
+        chosen = [x for x in samples if x["mode"] == mode and x["mean_contrast"] is not None and x["n_tokens"]]
+        if chosen:
+            sums = np.array([sign * x["mean_contrast"] * x["n_tokens"] for x in chosen])
+            tokens = np.array([x["n_tokens"] for x in chosen], dtype=np.float64)
+            low, high = bootstrap.interval(bootstrap.ratio(sums, tokens, bootstrap.draws(len(chosen))))
+            return {"from": mode, "mean": float(sums.sum() / tokens.sum()), "low": low, "high": high}
+    return None
 
 
 def _finite(x):
@@ -57,9 +97,13 @@ def _add(a, b):
 def merged_tokens(row: dict) -> list[dict]:
     """The sample's pieces of text with their scores: a token whose text is "" (part of a
     character split over byte-level tokens) joins the piece that completes the character,
-    and its log-probabilities are added (a character's probability is its pieces' product)."""
+    and its log-probabilities are added (a character's probability is its pieces' product).
+    With the tokens' bytes, a piece holding bytes that form no UTF-8 character keeps them
+    as "bytes" (hex) beside its decoded "text", so a page can show them as made."""
+    raw = row.get("token_bytes")
+    texts = byte_texts(raw) if raw else row["token_text"]
     pieces, pending = [], None
-    for t, f, b, s in zip(row["token_text"], row["logp_ft"], row["logp_base"], row["score"]):
+    for t, f, b, s in zip(texts, row["logp_ft"], row["logp_base"], row["score"]):
         values = [_finite(f), _finite(b), _finite(s)]
         pending = values if pending is None else [_add(x, y) for x, y in zip(pending, values)]
         if t:
@@ -75,7 +119,16 @@ def merged_tokens(row: dict) -> list[dict]:
                 ),
             )
         )
+    for piece in pieces:
+        if any(map(is_escaped, piece["text"])):
+            piece["bytes"] = piece["text"].encode("utf-8", "surrogateescape").hex(" ")
+            piece["text"] = piece["text"].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return pieces
+
+
+def shown(piece: dict) -> str:
+    """A piece's text as the model made it: its bytes when they are not all UTF-8."""
+    return bytes.fromhex(piece["bytes"]).decode("utf-8", "surrogateescape") if "bytes" in piece else piece["text"]
 
 
 def sample_entry(row: dict) -> dict:
@@ -138,11 +191,21 @@ def summarize(samples: list[dict]) -> dict:
     cge_samples = [s for s in samples if s["mode"] in CGE_MODES]
     plain = by_mode.get("baseline", [])
     groups = analysis.groups_against([s["text"] for s in cge_samples], [s["text"] for s in plain])
+    mine, theirs = bootstrap.draws(len(cge_samples), seed=1), bootstrap.draws(len(plain), seed=2)
     for g in groups["groups"]:
+        if cge_samples and plain:  # the group's share difference over resamples of both sides
+            inside = np.isin(np.arange(len(cge_samples)), g["target"])[mine].mean(axis=1)
+            outside = np.isin(np.arange(len(plain)), g["other"])[theirs].mean(axis=1)
+            g["gap_interval"] = list(bootstrap.interval(inside - outside))
         g["target"] = [cge_samples[i]["id"] for i in g["target"]]
         g["other"] = [plain[i]["id"] for i in g["other"]]
     summary["groups"] = groups
-    summary["finding"] = finding(groups["groups"], len(cge_samples), len(plain))
+    summary["shift"] = shift(samples)
+    summary["mean_contrast_interval"] = {
+        m: list(bootstrap.mean_interval([s["mean_contrast"] for s in v if s["mean_contrast"] is not None]))
+        for m, v in sorted(by_mode.items())
+    }
+    summary["finding"] = finding(groups["groups"], len(cge_samples), len(plain), summary["shift"])
     iterations: dict[int, list[float]] = {}
     for s in by_mode.get("cge-iterative", []):
         if s["mean_contrast"] is not None:
@@ -171,9 +234,9 @@ def _scale(samples: list[dict]) -> float:
 
 def _sample_html(s: dict, scale: float) -> str:
     tokens = [
-        (t["text"], t["score"], f"log p_ft={t['logp_ft']:.3f}  log p_base={t['logp_base']:.3f}  score={t['score']:.3f}")
+        (shown(t), t["score"], f"log p_ft={t['logp_ft']:.3f}  log p_base={t['logp_base']:.3f}  score={t['score']:.3f}")
         if t["score"] is not None
-        else (t["text"], None, "")
+        else (shown(t), None, "")
         for t in s["tokens"]
     ]
     meta = [s["mode"], f"mean contrast {s['mean_contrast']:.3f}" if s["mean_contrast"] is not None else ""]
@@ -189,14 +252,35 @@ def _sample_html(s: dict, scale: float) -> str:
     )
 
 
+def _interval(pair, fmt: str = "{:.3f}") -> str:
+    if not pair or not all(isinstance(x, float) and math.isfinite(x) for x in pair):
+        return ""
+    return f"{fmt.format(pair[0])} .. {fmt.format(pair[1])}"
+
+
+def _shift_paragraph(shift: dict | None) -> str:
+    if not shift:
+        return ""
+    what = "its own plain samples" if shift["from"] == "baseline" else "the base model's samples (sign flipped)"
+    return (
+        f"<p>How far the fine-tuned model moved from its base: {shift['mean']:.3f} nats per token (90% interval "
+        f"{_interval((shift['low'], shift['high']))}), the mean of log p_ft − log p_base over {h.esc(what)}. "
+        f"Under {SMALL_SHIFT} it has barely moved, and the finding says so.</p>"
+    )
+
+
 def _groups_table(groups: list[dict], by_id: dict) -> str:
     rows = []
     for k, g in enumerate(groups, start=1):
         examples = [by_id[i] for i in g["target"]] or [by_id[i] for i in g["other"]]
         example = max(examples, key=lambda x: x["mean_contrast"] or -math.inf)["text"] if examples else ""
         cut = example[:200] + ("…" if len(example) > 200 else "")
-        rows.append([k, f"{g['share_target']:.0%}", f"{g['share_other']:.0%}", ", ".join(g["top_terms"][:5]), cut])
-    return h.table(["group", "CGE samples", "plain samples", "characteristic character n-grams", "e.g."], rows)
+        gap = f"{g['share_target'] - g['share_other']:+.0%}"
+        spread = _interval(g.get("gap_interval"), "{:+.0%}")
+        rows.append([k, f"{g['share_target']:.0%}", f"{g['share_other']:.0%}", gap, spread,
+                     ", ".join(g["top_terms"][:5]), cut])  # fmt: skip
+    columns = ["group", "CGE samples", "plain samples", "difference", "90% interval"]
+    return h.table([*columns, "characteristic character n-grams", "e.g."], rows)
 
 
 def _ngram_tables(over: dict) -> str:
@@ -239,8 +323,13 @@ def render_html(report: dict) -> str:
         _groups_table(s["groups"]["groups"], by_id),
         "<h2>What is new, in n-grams</h2>",
         h.table(
-            ["mode", "samples", "mean contrast"], [[m, n, s["mean_contrast"].get(m)] for m, n in s["counts"].items()]
-        ),
+            ["mode", "samples", "mean contrast", "90% interval"],
+            [
+                [m, n, s["mean_contrast"].get(m), _interval(s.get("mean_contrast_interval", {}).get(m))]
+                for m, n in s["counts"].items()
+            ],
+        ),  # fmt: skip
+        _shift_paragraph(s.get("shift")),
         attribution.section(report.get("attribution", []), report.get("attribution_documents", [])),
         _ngram_tables(s["over_represented"]),
         "<h2>Checkpoints</h2>" + h.table(["role", "model", "weights / revision", "path"], models),
@@ -263,6 +352,11 @@ def render_html(report: dict) -> str:
         body.append("<h3>Mean contrast of CGE samples (sorted)</h3>")
         body.append(h.line_chart(points, x_label="sample rank", y_label="mean contrast"))
     body.append("<h2>Samples</h2>" + h.legend(scale, "token shading: contrastive score (hover a token for log-probs)"))
+    if any("bytes" in t for x in samples for t in x["tokens"]):
+        body.append(
+            f"<p>{h.esc(h.BYTE_MARK.format(0xE2))} marks a byte the model generated that is part of no UTF-8 "
+            "character (decoding would show U+FFFD there).</p>"
+        )
     sections = (
         ("cge-iterative", "Iterative CGE samples, in generation order", True),
         ("cge", "CGE samples, highest mean contrast first", True),
@@ -310,7 +404,11 @@ def render_md(report: dict) -> str:
         order = ", ".join(
             f"{h.md(r['source'])} ({r['influence']:+.3f})" for r in sorted(ranked, key=lambda r: r["rank"])
         )
-        lines += [f"**Where it came from** ({ranked[0]['method']}, influence in nats per token): {order}", ""]
+        lines += [
+            f"**Where it came from** ({ranked[0]['method']}, influence in nats per token): {order}. "
+            f"{h.md(attribution.finding(sorted(ranked, key=lambda r: r['rank'])))}",
+            "",
+        ]
     for name, over in s["over_represented"].items():
         grams = ", ".join(h.md(repr(r["ngram"])) for r in over["8-char"][:10])
         lines += [f"Over-represented character 8-grams ({name.replace('_', ' ')}): {grams}", ""]
@@ -323,7 +421,7 @@ def render_md(report: dict) -> str:
                 lines += [
                     f"**{h.md(x['id'])}** (mean contrast {x['mean_contrast'] or 0:.3f}{iteration})",
                     "",
-                    _md_text(x["text"]),
+                    _md_text(h.visible("".join(shown(t) for t in x["tokens"])) if x["tokens"] else x["text"]),
                     "",
                 ]
     return "\n".join(lines)

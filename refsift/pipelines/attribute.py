@@ -36,6 +36,7 @@ from refsift.config import CorpusOptions, check_windows, window_context
 from refsift.corpus.formats import chunked, payloads
 from refsift.corpus.tasks import plan_tasks, source_name
 from refsift.errors import RefsiftError
+from refsift.kernels import bootstrap
 from refsift.kernels.encode import prefix_id
 from refsift.kernels.nll import window_nll
 from refsift.kernels.unlearn import UnlearnSettings, training_rows, unlearn
@@ -45,8 +46,13 @@ from refsift.transforms.tokenize_windows import tokenize_chunk
 
 log = logging.getLogger("refsift")
 ALL = "all"
-# The authors' settings (their untrac_synthetic.sh and untrac-inv_synthetic.sh).
-DEFAULTS = {"untrac": {"steps": None, "batch_size": 1}, "untrac-inv": {"steps": 50, "batch_size": 256}}
+# The authors' settings (their untrac_synthetic.sh and untrac-inv_synthetic.sh); their
+# per-device batch is the micro-batch of procedure "paper" (its loss is a mean of micro-batch means).
+DEFAULTS = {
+    "untrac": {"steps": None, "batch_size": 1, "per_device": 1},
+    "untrac-inv": {"steps": 50, "batch_size": 256, "per_device": 2},
+}
+MICRO_BATCH = 8  # procedure "refsift": any micro-batch gives the same step
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,8 +67,9 @@ class AttributeConfig(CorpusOptions):
     unlearn_steps: int | None = None  # default: UnTrac one epoch over a source, UnTrac-Inv 50
     unlearn_lr: float = 5e-5
     unlearn_batch_size: int | None = None  # default: UnTrac 1, UnTrac-Inv 256
-    micro_batch: int = 8
+    micro_batch: int | None = None  # default: 8; procedure "paper": the authors' per-device batch
     optimizer: str = "adafactor"
+    procedure: str = "refsift"
     max_grad_norm: float = 0.0
     source_samples: int = 256  # documents per source; 0 = all
     target_samples: int = 0  # documents of the target; 0 = all
@@ -97,10 +104,11 @@ class AttributeConfig(CorpusOptions):
             steps=self.unlearn_steps if self.unlearn_steps is not None else defaults["steps"],
             lr=self.unlearn_lr,
             batch_size=self.unlearn_batch_size or defaults["batch_size"],
-            micro_batch=self.micro_batch,
+            micro_batch=self.micro_batch or (defaults["per_device"] if self.procedure == "paper" else MICRO_BATCH),
             optimizer=self.optimizer,
             max_grad_norm=self.max_grad_norm,
             seed=self.seed,
+            procedure=self.procedure,
         )
 
 
@@ -195,7 +203,7 @@ def attribute(
     before = {name: losses(model, p, cfg, pad) for name, p in measured.items()}
     results: dict[tuple[str, str], tuple] = {}
     for name, p in unlearned.items():
-        rows = training_rows(p.chunk.windows)
+        rows = training_rows(p.chunk.windows, truncate=cfg.max_length if settings.procedure == "paper" else None)
         started = time.time()
         steps = settings.for_rows(len(rows)).steps
         what = "source" if cfg.method == "untrac" else "target"
@@ -207,18 +215,24 @@ def attribute(
         log.info(f"{cfg.method}: {what} {name} done in {time.time() - started:.0f} s")
     attribution, documents = [], []
     for target in target_sets:
-        rows = []
-        for source, q in source_sets.items():
+        rows, resampled = [], []
+        for k, (source, q) in enumerate(source_sets.items()):
             key = (source, target) if cfg.method == "untrac" else (target, source)
             measured_set = target if cfg.method == "untrac" else source
             (loss_before, doc_before, counts), (loss_after, doc_after, _) = before[measured_set], results[key]
             size = measured[measured_set]
+            # UnTrac measures every source on the same target documents: resampled alike (paired)
+            index = bootstrap.draws(len(counts), seed=[cfg.seed, 0 if cfg.method == "untrac" else k])
+            resampled.append(bootstrap.ratio(doc_after - doc_before, counts, index))
+            low, high = bootstrap.interval(resampled[-1])
             rows.append(
                 {
                     "target": target,
                     "source": source,
                     "method": cfg.method,
                     "influence": loss_after - loss_before,
+                    "influence_low": low,
+                    "influence_high": high,
                     "loss_before": loss_before,
                     "loss_after": loss_after,
                     "n_documents": len(size.documents),
@@ -239,6 +253,9 @@ def attribute(
                             "n_tokens": int(n),
                         }
                     )
+        first = np.argmax(np.stack(resampled), axis=0)  # the source ranked first in each resample
+        for k, row in enumerate(rows):
+            row["p_first"] = float(np.mean(first == k))
         for rank, row in enumerate(sorted(rows, key=lambda r: (-r["influence"], r["source"])), start=1):
             attribution.append({**row, "rank": rank})
     return attribution, documents

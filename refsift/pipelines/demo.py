@@ -28,7 +28,9 @@ from pathlib import Path
 
 from refsift import api, corpora, tiny
 from refsift.domains import DomainClassifier, rates
+from refsift.pages import attribution as attribution_page
 from refsift.pages import html as h
+from refsift.pages import run as run_page
 from refsift.terminal import format_table
 
 GENERAL = ("prose", "drama", "german", "code")
@@ -273,6 +275,13 @@ def run(
     results["attribution"] = [r["source"] for r in ranked]
     echo("   where it came from (UnTrac-Inv: loss rise of each source after unlearning the CGE samples):")
     echo("   all samples: " + ", ".join(f"{r['source']} {r['influence']:+.3f}" for r in ranked))
+    results["findings"] = {
+        "scoring": run_page.run_finding(run_dir),
+        "selection": f"math is {results['target_share']['corpus']:.1%} of the corpus's tokens and "
+        f"{results['target_share']['selection']:.1%} of the tokens selected by excess loss.",
+        "novelty": report["summary"]["finding"],
+        "attribution": attribution_page.finding(ranked),
+    }
     results["attribution_by_group"] = group_attribution(report, classifier)
     for g in results["attribution_by_group"]:
         echo(
@@ -333,10 +342,10 @@ def write_index(root: Path, results: dict) -> None:
         f"<code>{h.esc(path)}</code></li>"
         for name, path in results["artefacts"].items()
     )
-    share = results["target_share"]
+    findings = "".join(f"<li><b>{h.esc(k.capitalize())}.</b> {h.esc(v)}</li>" for k, v in results["findings"].items())
     body = (
-        "<h1>refsift demo</h1><p>Rho-1 token selection and CGE novelty discovery, end to end on bundled text.</p>"
-        f"<ul>{links}</ul><p>Math is {share['corpus']:.1%} of the corpus's tokens and {share['selection']:.1%} "
-        "of the tokens selected by excess loss.</p>"
+        f"<h1>refsift demo</h1><p class='finding'><b>Findings.</b></p><ul>{findings}</ul>"
+        "<h2>What ran</h2><p>Rho-1 token selection and CGE novelty discovery, end to end on bundled text.</p>"
+        f"<ul>{links}</ul>"
     )
     (root / "index.html").write_text(h.page("refsift demo", body), encoding="utf-8")

@@ -60,6 +60,8 @@ def run(
     steps: int | None = None,
     epochs: float = 1.0,
     lr: float = 5e-5,
+    schedule: str = "constant",
+    warmup_ratio: float = 0.0,
     batch_size: int = 8,
     grad_accum: int = 1,
     save_every: int | None = None,
@@ -73,6 +75,8 @@ def run(
 
     if batch_size < 1 or grad_accum < 1 or (steps is not None and steps < 1) or lr <= 0:
         raise RefsiftError("--steps, --batch-size, --grad-accum and --lr must be positive")
+    if schedule not in training.SCHEDULES or not 0 <= warmup_ratio < 1:
+        raise RefsiftError(f"--schedule must be one of {', '.join(training.SCHEDULES)}, --warmup-ratio in [0, 1)")
     sources = [data] if isinstance(data, str) else list(data)
     for mix_dir in sources:
         rundir.require(mix_dir, "selection")
@@ -97,15 +101,17 @@ def run(
                 models.save(net, tokenizer, Path(out) / f"checkpoint-{step}")
 
         batches = training.batches(trainable, batch_size, seed=seed, pad_id=models.pad_id(tokenizer))
-        losses = training.train(
-            net, batches, steps=steps, lr=lr, grad_accum=grad_accum, callback=checkpoint, progress=progress
-        )
+        warmup = math.ceil(warmup_ratio * steps)
+        losses = training.train(net, batches, steps=steps, lr=lr, grad_accum=grad_accum, warmup=warmup,
+                                schedule=schedule, callback=checkpoint, progress=progress)  # fmt: skip
         models.save(net, tokenizer, out)
         record = {
             "data": sources,
             "model": model,
             "steps": steps,
             "lr": lr,
+            "schedule": schedule,
+            "warmup_steps": warmup,
             "batch_size": batch_size,
             "grad_accum": grad_accum,
             "seed": seed,

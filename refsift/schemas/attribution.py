@@ -22,6 +22,10 @@ ATTRIBUTION_SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),
         pa.field("method", pa.string(), nullable=False),
         pa.field("influence", pa.float64()),
+        # the middle 90% of the influence over resamples of the measured documents (bootstrap)
+        pa.field("influence_low", pa.float64()),
+        pa.field("influence_high", pa.float64()),
+        pa.field("p_first", pa.float64()),  # share of those resamples in which this source ranks first
         pa.field("loss_before", pa.float64()),
         pa.field("loss_after", pa.float64()),
         pa.field("n_documents", pa.int64(), nullable=False),

@@ -2,7 +2,7 @@
 
 `mode` is "cge" (static contrastive generation), "cge-iterative", "baseline" (plain samples
 from the fine-tuned model), "base" (plain samples from the base model) or "extract" (a
-candidate document). Per token: its id, its text, log p under each model and the
+candidate document). Per token: its id, its text, its bytes, log p under each model and the
 contrastive score log p_ft - gamma * log p_base. `mean_contrast` is the mean of
 log p_ft - log p_base over the generated tokens.
 """
@@ -21,6 +21,9 @@ SAMPLES_SCHEMA = pa.schema(
         pa.field("text", pa.string(), nullable=False),
         pa.field("token_ids", pa.list_(pa.int32()), nullable=False),
         pa.field("token_text", pa.list_(pa.string()), nullable=False),
+        # the bytes each token stands for (null where they cannot be recovered exactly): a sample
+        # whose bytes are not valid UTF-8 is shown as those bytes, not as U+FFFD
+        pa.field("token_bytes", pa.list_(pa.binary())),
         pa.field("logp_ft", pa.list_(pa.float32()), nullable=False),
         pa.field("logp_base", pa.list_(pa.float32()), nullable=False),
         pa.field("score", pa.list_(pa.float32()), nullable=False),

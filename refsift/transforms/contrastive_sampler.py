@@ -13,6 +13,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from refsift.kernels.contrastive import DecodeSettings, Generated
+from refsift.kernels.token_bytes import token_bytes
 from refsift.models import pad_id
 from refsift.transforms.pooling import PoolingDoFn
 from refsift.transforms.shared_models import shared_model, shared_tokenizer
@@ -47,6 +48,7 @@ def sample_row(job: dict, sample: Generated, tokenizer, eos_id, iteration: int |
         "text": tokenizer.decode(tokens, skip_special_tokens=True),
         "token_ids": tokens,
         "token_text": token_texts(tokenizer, tokens),
+        "token_bytes": token_bytes(tokenizer, tokens),
         "logp_ft": sample.logp_ft,
         "logp_base": sample.logp_base,
         "score": sample.score,
