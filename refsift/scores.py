@@ -2,7 +2,7 @@
 
 This is the one place the formulas live; `examples/*.parquet` stores their values.
 - excess_loss = nll_model - nll_reference  (Rho-1 excess loss; RHO-LOSS reducible loss)
-- learnability = (nll_model - nll_finetuned) / nll_model  (LoBaSS relative loss reduction)
+- learnability = (nll_model - nll_finetuned) / nll_model  (LoBaSS relative loss reduction, Zhou et al. 2023)
 - learning_percentage = (P0 - P1) / (P0 - Pn), P = exp(nll) of `model`, the first and the
   last checkpoint (Mekala et al. 2024); 0 when P0 = Pn. It needs two checkpoints, or one
   checkpoint and `finetuned`, which then plays the last.

@@ -70,7 +70,10 @@ def test_the_shift_is_token_weighted_and_falls_back_to_base_samples():
     assert novelty_report.shift(report(rows)["samples"])["mean"] == pytest.approx(0.75)
     rows = [sample(0, "base", PROSE, -0.3), sample(1, "base", PROSE, -0.5)]  # base samples: log p_ft < log p_base
     assert novelty_report.shift(report(rows)["samples"])["mean"] == pytest.approx(0.4)
-    assert novelty_report.shift(report([sample(0, "cge", CODE, 1.0)])["samples"]) is None
+    alone = report([sample(0, "cge", CODE, 1.0)])
+    assert novelty_report.shift(alone["samples"]) is None
+    assert alone["summary"]["mean_contrast_interval"] == {"cge": [None, None]}  # one sample has no interval
+    json.dumps(alone, allow_nan=False)  # and report.json holds no NaN
 
 
 def attribution_rows(spreads: list[tuple[str, float, float, float, float]]) -> list[dict]:

@@ -126,6 +126,13 @@ def merged_tokens(row: dict) -> list[dict]:
     return pieces
 
 
+def as_made(sample: dict) -> str:
+    """A sample's text, its stray bytes marked when it has any."""
+    if any("bytes" in t for t in sample["tokens"]):
+        return h.visible("".join(shown(t) for t in sample["tokens"]))
+    return sample["text"]
+
+
 def shown(piece: dict) -> str:
     """A piece's text as the model made it: its bytes when they are not all UTF-8."""
     return bytes.fromhex(piece["bytes"]).decode("utf-8", "surrogateescape") if "bytes" in piece else piece["text"]
@@ -202,7 +209,10 @@ def summarize(samples: list[dict]) -> dict:
     summary["groups"] = groups
     summary["shift"] = shift(samples)
     summary["mean_contrast_interval"] = {
-        m: list(bootstrap.mean_interval([s["mean_contrast"] for s in v if s["mean_contrast"] is not None]))
+        m: [
+            _finite(x)
+            for x in bootstrap.mean_interval([s["mean_contrast"] for s in v if s["mean_contrast"] is not None])
+        ]
         for m, v in sorted(by_mode.items())
     }
     summary["finding"] = finding(groups["groups"], len(cge_samples), len(plain), summary["shift"])
@@ -421,7 +431,7 @@ def render_md(report: dict) -> str:
                 lines += [
                     f"**{h.md(x['id'])}** (mean contrast {x['mean_contrast'] or 0:.3f}{iteration})",
                     "",
-                    _md_text(h.visible("".join(shown(t) for t in x["tokens"])) if x["tokens"] else x["text"]),
+                    _md_text(as_made(x)),
                     "",
                 ]
     return "\n".join(lines)
