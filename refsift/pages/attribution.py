@@ -26,7 +26,7 @@ def finding(rows: list[dict]) -> str:
     low, high, p = top.get("influence_low"), top.get("influence_high"), top.get("p_first")
     if p is None:  # written before refsift measured spreads
         return f"{top['source']} ranks first (influence {top['influence']:+.3f} nats per token)."
-    spread = f"influence {top['influence']:+.3f} nats per token, 90% interval {low:+.3f} .. {high:+.3f}"
+    spread = f"influence {top['influence']:+.3f} nats per token, 90% interval {h.interval(low, high)}"
     if len(rows) > 1 and p < SETTLED:
         contenders = sorted(rows, key=lambda r: -(r.get("p_first") or 0))[:3]
         shares = ", ".join(f"{r['source']} {r['p_first']:.0%}" for r in contenders)
@@ -67,7 +67,7 @@ def section(attribution: list[dict], documents: list[dict], *, title: str = "Whe
                     r["rank"],
                     r["source"],
                     r["influence"],
-                    _interval(r.get("influence_low"), r.get("influence_high")),
+                    h.interval(r.get("influence_low"), r.get("influence_high")),
                     "" if r.get("p_first") is None else f"{r['p_first']:.0%}",
                     r["loss_before"],
                     r["loss_after"],
@@ -87,10 +87,6 @@ def section(attribution: list[dict], documents: list[dict], *, title: str = "Whe
                 f"<details><summary>Documents of <b>{h.user(top)}</b> whose loss rose most</summary>{items}</details>"
             )
     return "".join(parts)
-
-
-def _interval(low, high) -> str:
-    return "" if low is None or high is None else f"{low:+.3f} .. {high:+.3f}"
 
 
 def _document(d: dict) -> str:

@@ -106,6 +106,13 @@ def row(*parts: str) -> str:
     return "<div class='row'>" + "".join(f"<div>{p}</div>" for p in parts) + "</div>"
 
 
+def interval(low, high, fmt: str = "{:+.3f}") -> str:
+    """ "low .. high" for an interval, "" when either end is missing or not finite."""
+    if not all(isinstance(x, int | float) and math.isfinite(x) for x in (low, high)):
+        return ""
+    return f"{fmt.format(low)} .. {fmt.format(high)}"
+
+
 def table(columns: list[str], rows: list[list]) -> str:
     def cell(value):
         if isinstance(value, float):

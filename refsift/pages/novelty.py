@@ -121,8 +121,8 @@ def merged_tokens(row: dict) -> list[dict]:
         )
     for piece in pieces:
         if any(map(is_escaped, piece["text"])):
-            piece["bytes"] = piece["text"].encode("utf-8", "surrogateescape").hex(" ")
-            piece["text"] = piece["text"].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            made = piece["text"].encode("utf-8", "surrogateescape")
+            piece["bytes"], piece["text"] = made.hex(" "), made.decode("utf-8", "replace")
     return pieces
 
 
@@ -262,19 +262,13 @@ def _sample_html(s: dict, scale: float) -> str:
     )
 
 
-def _interval(pair, fmt: str = "{:.3f}") -> str:
-    if not pair or not all(isinstance(x, float) and math.isfinite(x) for x in pair):
-        return ""
-    return f"{fmt.format(pair[0])} .. {fmt.format(pair[1])}"
-
-
 def _shift_paragraph(shift: dict | None) -> str:
     if not shift:
         return ""
     what = "its own plain samples" if shift["from"] == "baseline" else "the base model's samples (sign flipped)"
     return (
         f"<p>How far the fine-tuned model moved from its base: {shift['mean']:.3f} nats per token (90% interval "
-        f"{_interval((shift['low'], shift['high']))}), the mean of log p_ft − log p_base over {h.esc(what)}. "
+        f"{h.interval(shift['low'], shift['high'], '{:.3f}')}), the mean of log p_ft − log p_base over {h.esc(what)}. "
         f"Under {SMALL_SHIFT} it has barely moved, and the finding says so.</p>"
     )
 
@@ -286,7 +280,7 @@ def _groups_table(groups: list[dict], by_id: dict) -> str:
         example = max(examples, key=lambda x: x["mean_contrast"] or -math.inf)["text"] if examples else ""
         cut = example[:200] + ("…" if len(example) > 200 else "")
         gap = f"{g['share_target'] - g['share_other']:+.0%}"
-        spread = _interval(g.get("gap_interval"), "{:+.0%}")
+        spread = h.interval(*(g.get("gap_interval") or (None, None)), "{:+.0%}")
         rows.append([k, f"{g['share_target']:.0%}", f"{g['share_other']:.0%}", gap, spread,
                      ", ".join(g["top_terms"][:5]), cut])  # fmt: skip
     columns = ["group", "CGE samples", "plain samples", "difference", "90% interval"]
@@ -316,6 +310,7 @@ def render_html(report: dict) -> str:
     cge = [x for x in samples if x["mode"] in CGE_MODES]
     scale = _scale(cge or samples)
     by_id = {x["id"]: x for x in samples}
+    intervals = s.get("mean_contrast_interval", {})
     models = [
         [role, m.get("spec", ""), m.get("weights_sha256", m.get("revision", "")), m.get("path", "")]
         for role, m in (("base", report["base"]), ("fine-tuned", report["finetuned"]))
@@ -335,7 +330,7 @@ def render_html(report: dict) -> str:
         h.table(
             ["mode", "samples", "mean contrast", "90% interval"],
             [
-                [m, n, s["mean_contrast"].get(m), _interval(s.get("mean_contrast_interval", {}).get(m))]
+                [m, n, s["mean_contrast"].get(m), h.interval(*(intervals.get(m) or (None, None)), "{:.3f}")]
                 for m, n in s["counts"].items()
             ],
         ),  # fmt: skip
