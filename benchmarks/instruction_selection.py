@@ -39,6 +39,7 @@ import math
 import random
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import refsift
@@ -132,13 +133,23 @@ def quantiles(run: str, column: str, *qs: float) -> list[float]:
         return [opened.sql(f"SELECT quantile_cont({column}, {q}) FROM examples").fetchall()[0][0] for q in qs]
 
 
-def table(title: str, results: dict[str, list[float]], shares: dict[str, list[float]]) -> None:
+def mean_sd(values: list[float], signed: bool = False) -> str:
+    text = f"{statistics.fmean(values):{'+' if signed else ''}.3f}"
+    return text + (f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else "")
+
+
+def table(title: str, results: dict[str, list[float]], shares: dict[str, list[float]], baseline: str) -> None:
+    """Each selection's held-out loss, and its difference from the baseline's in the same seed
+    (the seeds' bases differ more from one another than the selections of one seed do)."""
     print(title)
-    print(f"  {'training data':<36} {'held-out response loss':>24}  {'noise in the data':>17}")
+    print(f"  {'training data':<36} {'held-out response loss':>22}  {'minus ' + baseline:>20}  "
+          f"{'lower in':>11}  {'noise':>5}")  # fmt: skip
     for name, losses in results.items():
-        spread = f" ± {statistics.stdev(losses):.3f}" if len(losses) > 1 else ""
+        diffs = [a - b for a, b in zip(losses, results[baseline])]
+        lower = f"{sum(d < 0 for d in diffs)}/{len(diffs)} seeds" if name != baseline else ""
         noise = f"{statistics.fmean(shares[name]):.0%}" if shares.get(name) else ""
-        print(f"  {name:<36} {statistics.fmean(losses):>16.3f}{spread:<8}  {noise:>17}")
+        print(f"  {name:<36} {mean_sd(losses):>22}  {mean_sd(diffs, signed=True) if lower else '':>20}  "
+              f"{lower:>11}  {noise:>5}")  # fmt: skip
 
 
 def noise_share(mix: str, noisy: set[str]) -> float:
@@ -161,6 +172,7 @@ def main() -> None:
     learning: dict[str, list[float]] = {}
     shares: dict[str, list[float]] = {}
     keep = args.keep
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             d = Path(tmp) / f"seed{seed}"
@@ -217,12 +229,15 @@ def main() -> None:
                 model = fine_tune(large, mix, d / f"large-{Path(mix).name}", seed=seed)
                 learning.setdefault(name, []).append(response_loss(model, held, d / f"large-eval-{Path(mix).name}"))
                 shares.setdefault(name + " (LP)", []).append(noise_share(mix, noisy))
-            print(f"seed {seed} done", flush=True)
-    print(f"\n{args.candidates} candidates ({args.noise:.0%} noisy), {EPOCHS} epochs of each selection, "
-          f"{args.seeds} seeds, mean ± standard deviation over seeds")  # fmt: skip
-    table("LoBaSS: a 2-layer model, its fine-tune on all candidates as the learnability probe", lobass, shares)
-    lp_shares = {k.removesuffix(" (LP)"): v for k, v in shares.items() if k.endswith(" (LP)")}
-    table("Learning percentage: a 1-layer model's epochs 1 and 3 select for a 4-layer model", learning, lp_shares)
+            # The tables so far after every seed: a long run that is stopped still reports.
+            print(f"\nseed {seed} done at {time.perf_counter() - start:.0f} s; {args.candidates} candidates "
+                  f"({args.noise:.0%} noisy), {EPOCHS} epochs of each selection, {seed + 1} seeds, "
+                  "mean ± standard deviation over seeds", flush=True)  # fmt: skip
+            title = "LoBaSS: a 2-layer model, its fine-tune on all candidates as the learnability probe"
+            table(title, lobass, shares, baseline=f"random {keep}")
+            lp_shares = {k.removesuffix(" (LP)"): v for k, v in shares.items() if k.endswith(" (LP)")}
+            title = "Learning percentage: a 1-layer model's epochs 1 and 3 select for a 4-layer model"
+            table(title, learning, lp_shares, baseline=f"random {keep}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -159,6 +160,23 @@ def test_exports_label_only_responses_and_carry_trl_formats(sft_selection, instr
         turn = len(r["prompt"])
         assert r["prompt"] == messages[:turn] and r["completion"] == [messages[turn]]
         assert messages[turn]["role"] == "assistant"
+
+
+def test_per_cluster_embeds_pairs_as_small2large_does(sft_selection, instruction_data, tmp_path, monkeypatch):
+    from refsift.pages import analysis
+
+    embedded = []
+    embed = analysis.embed
+    monkeypatch.setattr(analysis, "embed", lambda texts, **kw: (embedded.extend(texts), embed(texts, **kw))[1])
+    out = tmp_path / "clustered"
+    assert cli.main(["select", str(sft_selection / "run-pairs"), "--out", str(out), "--by", "nll_model",
+                     "--budget", "50%", "--per-cluster", "2"]) == 0  # fmt: skip
+    _, records, _ = instruction_data
+    expected = [f"Instruction: {r['prompt'].strip()} Response: {r['response'].strip()}" for r in records]
+    assert embedded == expected  # in doc_id order, q0 ... q5
+    clusters = pq.read_table(out / "clusters.parquet").to_pylist()
+    assert [c["doc_id"] for c in clusters] == [r["id"] for r in records]
+    assert {c["cluster"] for c in clusters} == {"cluster0", "cluster1"}
 
 
 def test_finetune_trains_on_responses_only(sft_selection, chat_model):

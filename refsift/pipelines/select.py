@@ -1,7 +1,8 @@
 """The selection pipeline: a scored run directory -> a training mixture.
 
     examples shards -> RankDocuments (SQL --by/--where per Arrow batch) -> exact-duplicate
-    removal -> FillBudget per source (budget, mixture shares, upsampling)
+    removal -> FillBudget per source (budget, mixture shares, upsampling) or per cluster
+    (--per-cluster: k-means over the candidates' embeddings, on the launcher)
     tokens shards + chosen documents -> LabelTokens (Rho-1 token selection) -> export shards
 
 Global token thresholds come from Beam's ApproximateQuantiles over every scored token. The
@@ -15,6 +16,7 @@ Run it with `refsift select` (see `refsift select --help`) or `refsift.pipelines
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -22,6 +24,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +38,7 @@ from refsift import catalog, engine, rundir
 from refsift.engine import pipeline_options
 from refsift.errors import RefsiftError
 from refsift.kernels import selection
-from refsift.schemas import DOCUMENT_EXPORT_SCHEMA, EXPORT_SCHEMA
+from refsift.schemas import CLUSTERS_SCHEMA, DOCUMENT_EXPORT_SCHEMA, EXPORT_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.fill_budget import FillBudget
 from refsift.transforms.label_tokens import LabelTokens, TokenRule
@@ -61,6 +64,7 @@ class SelectConfig:
     budget: str | None = None
     mix: str | None = None
     temperature: float | None = None
+    per_cluster: int | None = None
     upsample: bool = False
     dedup: str = "exact"  # exact | near | none | a refsift dedup directory
     seed: int = 0
@@ -72,6 +76,11 @@ class SelectConfig:
     def rule(self) -> TokenRule:
         ratio = 1.0 if self.tokens == "all" else self.ratio
         return TokenRule(mode=self.tokens, ratio=ratio, scope=self.scope, seed=self.seed)
+
+    @property
+    def mixture(self) -> bool:
+        """Whether the budget is split across groups: sources (--mix, --temperature) or clusters."""
+        return self.mix is not None or self.temperature is not None or self.per_cluster is not None
 
     @property
     def view_name(self) -> str:
@@ -93,7 +102,14 @@ def validate(cfg: SelectConfig, manifest: dict) -> None:
         raise RefsiftError("--tokens excess needs a run scored with a --reference model")
     if shares and cfg.temperature is not None:
         raise RefsiftError("give --mix or --temperature, not both")
-    if (shares or cfg.temperature is not None) and budget and budget.kind == "documents":
+    if cfg.per_cluster is not None:
+        if shares or cfg.temperature is not None:
+            raise RefsiftError("--per-cluster splits the budget across clusters: give no --mix or --temperature")
+        if cfg.per_cluster < 1:
+            raise RefsiftError("--per-cluster must be a number of clusters, at least 1")
+        if not rundir.is_local(cfg.run):
+            raise RefsiftError("--per-cluster embeds the run's documents on this machine: give a local run directory")
+    if cfg.mixture and budget and budget.kind == "documents":
         raise RefsiftError("a mixture splits tokens: give --budget as a percentage or as NNNtok")
     if cfg.temperature is not None and not 0 < cfg.temperature < math.inf:
         raise RefsiftError("--temperature must be a positive number")
@@ -130,12 +146,12 @@ def validate(cfg: SelectConfig, manifest: dict) -> None:
 def plan(_, cfg: SelectConfig, available: dict, counts: dict) -> dict:
     """Per-group weight limits and repeats, from what the candidates hold.
 
-    Groups are sources for a mixture, else one group "all". Weights are tokens for token
-    budgets and mixtures, else documents.
+    Groups are sources for a mixture, clusters with --per-cluster (each the same share of
+    its tokens, as sources with --temperature 1), else one group "all". Weights are tokens
+    for token budgets and mixtures, else documents.
     """
     budget = selection.Budget.parse(cfg.budget) if cfg.budget else None
-    mixture = cfg.mix is not None or cfg.temperature is not None
-    if not mixture:
+    if not cfg.mixture:
         weight, limit = budget.limit(counts.get("documents", 0)) if budget else ("documents", math.inf)
         return {"weight": weight, "limits": {"all": limit}, "sources": {}}
     total_tokens = sum(available.values())
@@ -145,7 +161,7 @@ def plan(_, cfg: SelectConfig, available: dict, counts: dict) -> dict:
         total = math.ceil(budget.value * total_tokens)
     else:
         total = int(budget.value)
-    shares = selection.parse_mix(cfg.mix) if cfg.mix else selection.temperature_shares(available, cfg.temperature)
+    shares = selection.parse_mix(cfg.mix) if cfg.mix else selection.temperature_shares(available, cfg.temperature or 1)
     if total is None:  # the largest mixture the sources fill without repeating anything
         total = int(min(available.get(s, 0) / share for s, share in shares.items()))
     try:
@@ -182,32 +198,81 @@ def _sum_tuples(values):
     return tuple(map(sum, zip(*values))) if values else ()
 
 
-def launcher_plan(cfg: SelectConfig, removed: str | None) -> dict:
-    """The plan from a local run's catalog: the candidates' tokens per source and their
-    number, by one DuckDB query over one row per document (no job needed for it)."""
+@contextlib.contextmanager
+def candidate_view(cfg: SelectConfig, removed: str | None):
+    """A connection to a local run's catalog with a `candidates` view: one row per document
+    that passes --where and is no copy a dedup run set aside."""
     import pyarrow as pa
 
     skip = sorted(engine.removed(removed)) if removed else []
     con = catalog.connect(cfg.run)
     try:
         con.register("copies", pa.table({"doc_id": pa.array(skip, type=pa.string())}))
-        rows = con.execute(
-            f"SELECT source, sum(n_tokens), count(*) FROM ({ranking_sql(cfg.by, cfg.where, cfg.order)}) "
-            "WHERE keep AND doc_id NOT IN (SELECT doc_id FROM copies) GROUP BY source"
-        ).fetchall()
+        con.execute(
+            f"CREATE TEMP VIEW candidates AS SELECT * FROM ({ranking_sql(cfg.by, cfg.where, cfg.order)}) "
+            "WHERE keep AND doc_id NOT IN (SELECT doc_id FROM copies)"
+        )
+        yield con
     finally:
         con.close()
-    available = {source: int(tokens) for source, tokens, _ in rows}
+
+
+def launcher_plan(cfg: SelectConfig, removed: str | None, clusters=None) -> dict:
+    """The plan from a local run's catalog: the candidates' tokens per group (source, or
+    cluster from the `clusters` table) and their number, by one DuckDB query over one row
+    per document (no job needed for it)."""
+    with candidate_view(cfg, removed) as con:
+        if clusters is not None:
+            con.register("clusters", clusters)
+            query = "SELECT cluster, sum(n_tokens), count(*) FROM candidates JOIN clusters USING (doc_id) GROUP BY 1"
+        else:
+            query = "SELECT source, sum(n_tokens), count(*) FROM candidates GROUP BY 1"
+        rows = con.execute(query).fetchall()
+    available = {group: int(tokens) for group, tokens, _ in rows}
     return plan(None, cfg, available, {"documents": sum(n for *_, n in rows)})
 
 
+HASHED_DIMENSIONS = 2048  # TF-IDF columns when no sentence-embedding model is installed
+
+
+def cluster_candidates(cfg: SelectConfig, removed: str | None, path: str):
+    """Small2Large's clusters (Mekala et al. 2024): the candidates embedded and split by
+    spherical k-means into --per-cluster clusters, on the launcher, written to `path` as
+    (doc_id, cluster) for the job and for the user. Returns the table and what
+    selection.json records of it."""
+    import pyarrow as pa
+
+    from refsift.pages import analysis
+    from refsift.transforms.commit_chunks import write_table
+
+    with candidate_view(cfg, removed) as con:
+        columns = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE examples)").fetchall()}
+        prompt = "e.prompt" if "prompt" in columns else "NULL"
+        rows = con.execute(
+            f"SELECT c.doc_id, e.text, {prompt} FROM candidates c JOIN examples e USING (doc_id) ORDER BY c.doc_id"
+        ).fetchall()
+    ids = [doc_id for doc_id, *_ in rows]
+    # Small2Large embeds an instruction pair as "Instruction: ... Response: ..."; other documents as they are.
+    texts = [t if p is None else f"Instruction: {p.strip()} Response: {t[len(p) :].strip()}" for _, t, p in rows]
+    vectors, method = analysis.embed(texts, dim=HASHED_DIMENSIONS)
+    labels = analysis.kmeans(vectors, cfg.per_cluster, seed=cfg.seed) if rows else []
+    width = len(str(cfg.per_cluster - 1))
+    names = [f"cluster{label:0{width}d}" for label in labels]
+    table = pa.table({"doc_id": ids, "cluster": names}, schema=CLUSTERS_SCHEMA)
+    write_table(table, path)
+    sizes = dict(sorted(Counter(names).items()))
+    return table, {"k": cfg.per_cluster, "embedding": method, "documents": len(ids), "sizes": sizes}
+
+
 def choose_documents(
-    p: beam.Pipeline, cfg: SelectConfig, removed: str | None = None, fixed: dict | None = None
-) -> dict:
+    p: beam.Pipeline, cfg: SelectConfig, removed: str | None = None, fixed: dict | None = None,
+    clusters: str | None = None,
+) -> dict:  # fmt: skip
     """Ranked documents -> the copies a dedup run (`removed`) did not keep set aside ->
     --where -> the budget or mixture plan -> (doc_id, (source, times, scored tokens)) for
     every chosen document. With `fixed`, the plan made on the launcher (`launcher_plan`)
-    is a constant of the job; else the job makes it from the candidates it counts."""
+    is a constant of the job; else the job makes it from the candidates it counts. With
+    `clusters` (doc_id, cluster), the plan's groups are the clusters."""
     ranked = (
         p
         | "ReadExamples" >> ReadParquet(f"{cfg.run.rstrip('/')}/examples/*.parquet", batched=True)
@@ -237,16 +302,19 @@ def choose_documents(
         the_plan = p | "One" >> beam.Create([None]) | "Plan" >> beam.Map(plan, cfg, AsDict(available), AsDict(counts))
         plan_value = AsSingleton(the_plan)
         limits = AsSingleton(the_plan | "Limits" >> beam.Map(lambda pl: pl["limits"]))
-    mixture = cfg.mix is not None or cfg.temperature is not None
+    cluster_of = None
+    if clusters:
+        pairs = p | "ReadClusters" >> ReadParquet(clusters) | "Pairs" >> beam.Map(lambda r: (r["doc_id"], r["cluster"]))
+        cluster_of = AsDict(pairs)
 
-    def keyed(d, the_plan):
-        group = d["source"] if mixture else "all"
+    def keyed(d, the_plan, cluster_of=None):
+        group = cluster_of[d["doc_id"]] if cluster_of is not None else d["source"] if cfg.mixture else "all"
         weight = d["n_tokens"] if the_plan["weight"] == "tokens" else 1
         return group, (d["score"], d["doc_id"], weight, group, d["source"], d["n_tokens"])
 
     selected = (
         candidates
-        | "ByGroup" >> beam.Map(keyed, plan_value)
+        | "ByGroup" >> beam.Map(keyed, plan_value, cluster_of)
         | "FillBudget" >> FillBudget(limits=limits)
         | "Repeats" >> beam.FlatMap(repeats, plan_value)
     )
@@ -312,11 +380,12 @@ def document_rows(example: dict, chosen: dict):
 
 
 def build(
-    p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict, removed: str | None = None, fixed=None
-) -> None:
+    p: beam.Pipeline, cfg: SelectConfig, data_dir: str, manifest: dict, removed: str | None = None, fixed=None,
+    clusters: str | None = None,
+) -> None:  # fmt: skip
     """Adds the selection steps; `manifest` is the run's (its tokenizer decodes window text).
     A classification run has no tokens: its chosen documents are exported as text."""
-    docs = choose_documents(p, cfg, removed, fixed)
+    docs = choose_documents(p, cfg, removed, fixed, clusters)
     if is_classification(manifest):
         chosen = docs["selected"] | "SourceAndTimes" >> beam.Map(lambda kv: (kv[0], kv[1][:2]))
         rows = (
@@ -444,9 +513,13 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
         out = claim.path.rstrip("/")
         data_dir = f"{out}/data" if cfg.format != "hf" else f"{out}/_parquet"
         removed = deduplicate(cfg, out, beam_args)
-        fixed = launcher_plan(cfg, removed) if rundir.is_local(cfg.run) else None
+        clusters, table, clustered = None, None, None
+        if cfg.per_cluster:
+            clusters = f"{out}/clusters.parquet"
+            table, clustered = cluster_candidates(cfg, removed, clusters)
+        fixed = launcher_plan(cfg, removed, table) if rundir.is_local(cfg.run) else None
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, cfg, data_dir, manifest, removed, fixed)
+        build(pipeline, cfg, data_dir, manifest, removed, fixed, clusters)
         engine.run_job(pipeline, out, what="selection", resumable=False)
 
         with FileSystems.open(f"{out}/_stats.json") as handle:
@@ -467,6 +540,7 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
             "settings": asdict(cfg),
             "token_rule": asdict(cfg.rule),
             **stats,
+            **({"clusters": clustered} if clustered else {}),
             "view": cfg.view_name,
             "export": "documents" if is_classification(manifest) else "windows",
             "wall_time_s": round(time.time() - started, 2),
