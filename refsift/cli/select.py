@@ -67,7 +67,7 @@ def add(sub) -> None:
         "MinHash as refsift dedup; both found over the run's documents into MIX_DIR/dedup), none, or a refsift "
         "dedup run over the run's inputs",
     )
-    p.add_argument("--seed", type=int, default=0, help="for --tokens random")
+    p.add_argument("--seed", type=int, default=0, help="for --tokens random and --per-cluster's k-means")
     p.add_argument(
         "--format", default="parquet", choices=["parquet", "jsonl", "hf"], help="of MIX_DIR/data (hf: save_to_disk)"
     )
