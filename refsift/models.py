@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 
 from refsift.errors import RefsiftError
@@ -84,8 +86,10 @@ def _convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
     """Dequantises a GGUF checkpoint once into a plain safetensors directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    quantized = AutoModelForCausalLM.from_pretrained(str(source), gguf_file=gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=gguf_file)
+    # transformers draws the GGUF conversion's bar with tqdm directly: nothing but stderr silences it.
+    with _no_bars(), redirect_stderr(io.StringIO()):
+        quantized = AutoModelForCausalLM.from_pretrained(str(source), gguf_file=gguf_file, **plain_torch())
+        tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=gguf_file)
     config = quantized.config.to_dict()
     config.pop("quantization_config", None)
     plain = LlamaForCausalLM(LlamaConfig(**config))
@@ -96,10 +100,26 @@ def _convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
     tmp.rename(target)
 
 
+@contextmanager
+def _no_bars():
+    """transformers 5 draws progress bars while it loads and saves weights; refsift shows
+    its own progress, so none of those, from the CLI or the Python API alike."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def save(model, tokenizer, directory: str | Path) -> Path:
     """A checkpoint every refsift command (and `from_pretrained`) loads: safetensors and tokenizer."""
     directory = Path(directory)
-    model.save_pretrained(directory, safe_serialization=True)
+    with _no_bars():
+        model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     return directory
 
@@ -155,12 +175,24 @@ def _check_loaded(spec: str, info: dict) -> None:
         raise RefsiftError(f"{spec}: its weights do not fit its config.json (tensor shapes differ)")
 
 
+def plain_torch() -> dict:
+    """`from_pretrained` arguments that keep a model on its own PyTorch code: transformers
+    5.x swaps layers for kernels fetched from the hub unless told not to (USE_HUB_KERNELS),
+    which would change scores with the machine and its network. Empty before 4.54, which
+    never does so."""
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in version("transformers").split(".")[:2])
+    return {"use_kernels": False} if (major, minor) >= (4, 54) else {}
+
+
 def _pretrained(auto, spec: str, what: str, trust_remote_code: bool, **kwargs):
     """`auto.from_pretrained` on the resolved spec, with refsift's refusals and one-line errors."""
     path = resolve(spec)
     _remote_code(spec, path, trust_remote_code)
     try:
-        return auto.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+        with _no_bars():
+            return auto.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
     except RefsiftError:
         raise
     except Exception as err:  # OSError, a damaged safetensors file, shapes that do not fit, ...
@@ -248,6 +280,7 @@ def load_model(
         trust_remote_code,
         dtype=pick_dtype(dtype, device),
         output_loading_info=True,
+        **plain_torch(),
     )
     _check_loaded(spec, info)
     if tokenizer is not None:
@@ -266,18 +299,144 @@ def check_vocabulary(spec: str, model, tokenizer) -> None:
 
 def check_weights(spec: str, tokenizer, *, trust_remote_code: bool = False) -> None:
     """Everything about a local model's weights that can be refused before a job: damaged
-    files, weights that do not fit the config, a vocabulary smaller than the tokenizer's.
-    The model is built on the meta device, so no weight is read into memory. Hub models
-    are checked when a worker loads them."""
-    from transformers import AutoModelForCausalLM
-
+    files, weights that do not fit the config (missing, unexpected, other shapes), a
+    vocabulary smaller than the tokenizer's. No weight is read: the model is built from its
+    config on the meta device and its tensors' names and shapes are compared with what the
+    weights files declare (safetensors headers; `.bin` files mapped onto the meta device).
+    transformers' own loading is not used here, since what it does on the meta device
+    changes between releases. Hub models are checked when a worker loads them."""
     if local_path(spec) is None:
         return
-    model, info = _pretrained(
-        AutoModelForCausalLM, spec, "model", trust_remote_code, device_map="meta", output_loading_info=True
-    )
-    _check_loaded(spec, info)
-    check_vocabulary(spec, model, tokenizer)
+    path = Path(resolve(spec))
+    _remote_code(spec, str(path), trust_remote_code)
+    declared = declared_shapes(spec, path)
+    skeleton = _skeleton(spec, trust_remote_code)
+    if not _converted_on_load(skeleton):
+        _check_loaded(spec, compare_shapes(skeleton, declared))
+    check_vocabulary(spec, skeleton, tokenizer)
+
+
+def declared_shapes(spec: str, path: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor the directory's weights files hold, read from their
+    headers (safetensors, preferred as transformers prefers them) or mapped onto the meta
+    device (`.bin`); refuses missing, unreadable or truncated files."""
+    for index_name, single, reader in (
+        ("model.safetensors.index.json", "model.safetensors", _safetensors_shapes),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin", _bin_shapes),
+    ):
+        index = path / index_name
+        if index.is_file():
+            try:
+                files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise RefsiftError(f"{spec}: {index_name} is not a weights index (no weight_map)") from None
+        elif (path / single).is_file():
+            files = [single]
+        else:
+            continue
+        shapes = {}
+        for name in files:
+            file = path / name
+            if not file.is_file():
+                raise RefsiftError(f"{spec}: {index_name} lists {name}, which is not there")
+            try:
+                shapes.update(reader(file))
+            except Exception as err:  # SafetensorError, a broken zip, a pickle weights_only refuses, ...
+                message = " ".join(str(err).split())[:200]
+                raise RefsiftError(f"{spec}: a weights file is damaged ({name}: {message})") from None
+        return shapes
+    raise RefsiftError(f"{spec}: no weights files (model.safetensors or pytorch_model.bin) in {path}")
+
+
+def _safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    # safe_open reads the header and checks that its offsets cover the file exactly.
+    with safe_open(str(file), framework="pt") as handle:
+        return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+
+
+def _bin_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    import torch
+
+    state = torch.load(file, map_location="meta", mmap=True, weights_only=True)
+    return {name: tuple(tensor.shape) for name, tensor in state.items() if hasattr(tensor, "shape")}
+
+
+def _skeleton(spec: str, trust_remote_code: bool):
+    """The model its config describes, built on the meta device (no memory, no weights)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = _pretrained(AutoConfig, spec, "config", trust_remote_code)
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise _load_error(spec, "model", err) from None
+
+
+def _converted_on_load(model) -> bool:
+    """Whether transformers converts this model's checkpoint names or shapes while loading
+    (mixture-of-experts checkpoints fused into one tensor per layer, transformers 5): then
+    the names are left to the workers' load, which refuses what does not fit."""
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightConverter
+    except ImportError:  # transformers 4 loads checkpoints by their names
+        return False
+    try:
+        return any(isinstance(step, WeightConverter) for step in get_model_conversion_mapping(model))
+    except Exception:  # an API that moved: do not guess
+        return True
+
+
+# Old checkpoints' names that transformers still loads (LayerNorm's gamma and beta, weight norm).
+_LEGACY_NAMES = (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias"))
+_LEGACY_SUFFIXES = (
+    (".weight_g", ".parametrizations.weight.original0"),
+    (".weight_v", ".parametrizations.weight.original1"),
+)
+# Buffers that used to be saved and that transformers drops when it finds them.
+_STALE_BUFFERS = (r"rotary_emb\.inv_freq", r"(^|\.)position_ids$")
+
+
+def compare_shapes(model, declared: dict[str, tuple[int, ...]]) -> dict:
+    """What `from_pretrained(..., output_loading_info=True)` would report for these weights:
+    `missing_keys` (parameters no file holds; a tied parameter counts as held when any of its
+    names is), `unexpected_keys` (tensors the model has no place for, less those the model's
+    class says to ignore) and `mismatched_keys` (other shapes)."""
+    import re
+
+    state = model.state_dict(keep_vars=True)
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    from_base = bool(prefix) and not any(name.startswith(prefix + ".") for name in declared)
+    held = {}
+    for name, shape in declared.items():
+        for old, new in _LEGACY_NAMES:
+            name = name.replace(old, new)
+        for old, new in _LEGACY_SUFFIXES:
+            name = name[: -len(old)] + new if name.endswith(old) else name
+        if from_base and name not in state and f"{prefix}.{name}" in state:  # saved from the base model
+            name = f"{prefix}.{name}"
+        held[name] = shape
+    ignored = {"missing": set(), "unexpected": set(_STALE_BUFFERS)}
+    for module in model.modules():
+        for kind, patterns in ignored.items():
+            patterns.update(getattr(module, f"_keys_to_ignore_on_load_{kind}", None) or ())
+    ignore = {kind: re.compile("|".join(f"({p})" for p in patterns) or "$^") for kind, patterns in ignored.items()}
+    parameters = {id(p) for p in model.parameters()}
+    aliases: dict[int, list[str]] = {}
+    for name, tensor in state.items():
+        aliases.setdefault(id(tensor), []).append(name)
+    missing = [
+        names[0]
+        for key, names in aliases.items()
+        if key in parameters and not any(name in held for name in names) and not ignore["missing"].search(names[0])
+    ]
+    unexpected = [name for name in held if name not in state and not ignore["unexpected"].search(name)]
+    mismatched = [name for name, shape in held.items() if name in state and tuple(state[name].shape) != shape]
+    return {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
 
 
 def vocab_fingerprint(tokenizer) -> str:
