@@ -71,3 +71,16 @@ def pretrain(
 def save(model, tokenizer, directory: str | Path) -> Path:
     """Saves as safetensors with the tokenizer, loadable by every refsift command."""
     return models.save(model, tokenizer, directory)
+
+
+def check_environment() -> None:
+    """Saves a tiny model and loads it back as a job's launcher and workers do (the weight
+    check, then the load): a torch or transformers that refsift cannot use fails here, in
+    seconds, before a long job trains anything."""
+    import tempfile
+
+    tokenizer = train_tokenizer(["refsift checks the environment before it trains"], vocab_size=300)
+    with tempfile.TemporaryDirectory(prefix="refsift-check-") as directory:
+        save(new_model(tokenizer, layers=1, width=16, heads=1, positions=32), tokenizer, directory)
+        models.check_weights(directory, tokenizer)
+        models.load_model(directory, device="cpu", tokenizer=tokenizer)

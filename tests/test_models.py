@@ -19,7 +19,8 @@ def gpt2(tokenizer, *, vocab: int | None = None, tie: bool = True, **change):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    settings = dict(n_positions=64, n_embd=16, n_layer=2, n_head=2, tie_word_embeddings=tie)
+    ids = dict(bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    settings = dict(n_positions=64, n_embd=16, n_layer=2, n_head=2, tie_word_embeddings=tie, **ids)
     return GPT2LMHeadModel(GPT2Config(vocab_size=vocab or len(tokenizer), **{**settings, **change}))
 
 
@@ -149,3 +150,22 @@ def test_the_check_loads_no_weight(sound, tokenizer, monkeypatch):
     monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(refuse))
     monkeypatch.setattr(torch.nn.Module, "load_state_dict", refuse)
     assert refusal(sound, tokenizer) is None
+
+
+def test_a_broken_environment_stops_the_demo_before_it_trains(tmp_path, monkeypatch):
+    from refsift import tiny
+    from refsift.pipelines import demo
+
+    tiny.check_environment()  # the installed torch and transformers pass
+
+    def broken(spec, tokenizer, **kwargs):
+        raise RefsiftError(f"cannot load the model of {spec}: Unsupported device type 'meta'")
+
+    def trained(*args, **kwargs):
+        raise AssertionError("the demo trained before it checked its environment")
+
+    monkeypatch.setattr(models, "check_weights", broken)
+    monkeypatch.setattr(tiny, "pretrain", trained)
+    with pytest.raises(RefsiftError, match="Unsupported device type"):
+        demo.run(str(tmp_path / "demo"))
+    assert not (tmp_path / "demo").exists()

@@ -138,6 +138,7 @@ def run(
     briefly fine-tuned on clean math; otherwise a tiny ladder is trained from scratch.
     """
     started = time.time()
+    tiny.check_environment()  # a broken install fails now, not after minutes of training
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     results: dict = {"artefacts": {}}
