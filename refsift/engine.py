@@ -36,6 +36,7 @@ from refsift import catalog, console, progress, rundir
 from refsift.catalog import EMPTY_SHARD
 from refsift.corpus.tasks import Task, is_saved_dataset
 from refsift.errors import Interrupted, RefsiftError
+from refsift.terminal import plural
 from refsift.transforms.commit_chunks import MARKERS
 from refsift.transforms.index_corpus import IndexCorpus
 from refsift.transforms.read_corpus import ReadCorpus
@@ -413,11 +414,11 @@ def run_job(pipeline, out: str, *, what: str = "run", resumable: bool = True) ->
             done = len(read_markers(out))
             if interrupted(err):
                 raise Interrupted(
-                    f"interrupted: {done} chunks of the {what} are committed; the same command with --resume "
+                    f"interrupted: {plural(done, 'chunk')} of the {what} committed; the same command with --resume "
                     "finishes it"
                 ) from None
             raise RefsiftError(
-                f"the {what} stopped: {explain(err)}. {done} chunks are committed; once that is fixed, the same "
+                f"the {what} stopped: {explain(err)}. {plural(done, 'chunk')} committed; once that is fixed, the same "
                 f"command with --resume finishes it{where}"
             ) from None
 
@@ -439,6 +440,7 @@ class ChunkJob:
       differences: what besides settings and inputs keeps a run from being resumed:
         differences(saved manifest, current manifest) -> lines.
       progress_roles: the token counts the progress line shows.
+      activity: the progress line's first word (scoring, classifying, hashing).
       protect: local paths the job reads, never to be written over.
       versions: library versions for the manifest.
       finish: work after the chunks are verified (the clustering of a dedup run):
@@ -458,6 +460,7 @@ class ChunkJob:
     record: dict = field(default_factory=dict)
     differences: Callable[[dict, dict], list[str]] = lambda saved, current: []
     progress_roles: list[str] = field(default_factory=list)
+    activity: str = "scoring"
     protect: list[str] = field(default_factory=list)
     versions: dict = field(default_factory=dict)
     finish: Callable | None = None
@@ -547,7 +550,7 @@ def execute(job: ChunkJob, options: PipelineOptions, *, overwrite: bool, resume:
                 return {**saved, "already_complete": True}
             claim.reopen()
             manifest = {**saved, "resumed": saved.get("resumed", 0) + 1}
-            log.info(f"resuming {job.out}: {len(markers)} chunks already committed")
+            log.info(f"resuming {job.out}: {plural(len(markers), 'chunk')} already committed")
         else:
             rundir.write_json(rundir.join(out, PLAN), {"tasks": [t.to_json() for t in tasks]})
             rundir.write_json(rundir.join(out, "manifest.json"), {**manifest, "status": "running"})
@@ -555,7 +558,8 @@ def execute(job: ChunkJob, options: PipelineOptions, *, overwrite: bool, resume:
             on_start(out)
         pipeline = beam.Pipeline(options=options)
         job.build(pipeline, out, tasks, committed(markers))
-        with progress.Line(out, job.progress_roles, done_before=sum(m["read"] for m in markers)):
+        done_before = sum(m["read"] for m in markers)
+        with progress.Line(out, job.progress_roles, done_before=done_before, activity=job.activity):
             run_job(pipeline, out)
         markers = read_markers(out)
         counts = verify(out, tasks, markers, job.tables)
@@ -566,6 +570,7 @@ def execute(job: ChunkJob, options: PipelineOptions, *, overwrite: bool, resume:
             status="complete",
             counts=counts,
             wall_time_s=round(manifest.get("wall_time_s", 0) + time.time() - started, 2),
+            attempt_wall_time_s=round(time.time() - started, 2),
         )
         rundir.write_json(rundir.join(out, "manifest.json"), manifest)
         FileSystems.delete([rundir.join(out, progress.DIRECTORY)])

@@ -46,3 +46,8 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
         return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
 
     return "\n".join([line(names), line(["-" * w for w in widths]), *map(line, cells), f"({len(rows)} rows)"])
+
+
+def plural(n: int, word: str) -> str:
+    """'1 chunk', '2 chunks': a count with its noun."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"

@@ -61,11 +61,13 @@ def pretrain(
     batch_size: int = 16,
     lr: float = 3e-3,
     seed: int = 0,
+    log=None,
 ) -> list[float]:
-    """Trains on `texts` packed into blocks of `seq_len`; returns the per-step losses."""
+    """Trains on `texts` packed into blocks of `seq_len`; returns the per-step losses.
+    `log` as `refsift.training.train` takes it."""
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     rows = [{"input_ids": block} for block in training.pack(ids, seq_len, tokenizer.eos_token_id)]
-    return training.train(model, training.batches(rows, batch_size, seed=seed), steps=steps, lr=lr, warmup=10)
+    return training.train(model, training.batches(rows, batch_size, seed=seed), steps=steps, lr=lr, warmup=10, log=log)
 
 
 def save(model, tokenizer, directory: str | Path) -> Path:

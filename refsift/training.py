@@ -89,38 +89,41 @@ def train(
     warmup: int = 0,
     schedule: str = "constant",
     callback=None,
-    progress: bool = False,
+    log=None,
 ) -> list[float]:
     """Runs `steps` optimizer steps of AdamW; returns the loss of each step.
 
     The learning rate rises linearly over `warmup` steps, then stays at `lr` ("constant") or
     follows a cosine down to 0 at `steps` ("cosine", transformers' cosine schedule with
-    warmup). `callback(step, loss)` runs after every optimizer step (checkpointing, logging).
+    warmup). `callback(step, loss)` runs after every optimizer step (checkpointing);
+    `log(step, loss, lr, tokens)` too, with the step's learning rate and trained tokens
+    (`refsift.progress.StepLog` prints it).
     """
     import torch
-    from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup, schedule))
     losses = []
-    bar = tqdm(range(steps), disable=not progress, desc="train", unit="step")
-    for step in bar:
-        total = 0.0
+    for step in range(steps):
+        total, tokens = 0.0, 0
         for _ in range(grad_accum):
             batch = {k: v.to(device) for k, v in next(batch_iter).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss = causal_lm_loss(logits, batch["labels"]) / grad_accum
             loss.backward()
             total += loss.item()
+            tokens += int((batch["labels"][:, 1:] != IGNORE).sum())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        step_lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(total)
-        bar.set_postfix(loss=f"{total:.3f}")
         if callback is not None:
             callback(step + 1, total)
+        if log is not None:
+            log(step + 1, total, step_lr, tokens)
     model.eval()
     return losses

@@ -63,7 +63,9 @@ def test_attribution_names_the_leaked_source(result):
     # Samples that read as the leak are attributed to the leaked forum posts, among six sources; over all
     # samples the forum posts rank in the first two (math, which the selection favoured, can lead when
     # iterative CGE spreads into it), and German, never in the fine-tuning set, never first.
-    leak_groups = [g for g in numbers["attribution_by_group"] if g["domain"] == "es_offensive"]
+    leak_groups = [g for g in numbers["attribution_by_group"] if g["domain"] == "es_offensive" and g["sources"]]
+    assert all(g["sources"] or g["samples"] < 2 for g in numbers["attribution_by_group"])
+    assert len(numbers["attribution_by_group"]) == len([line for line in lines if line.startswith("   group ")])
     assert leak_groups and all(g["sources"][0] == "forum" for g in leak_groups), numbers["attribution_by_group"]
     assert "forum" in numbers["attribution"][:2] and numbers["attribution"][0] != "german", numbers["attribution"]
     assert any("where it came from" in line for line in lines)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from collections import Counter
 
 import datasets
@@ -281,11 +282,19 @@ def test_finetune_lowers_loss_and_checkpoints_score_as_finetuned(run_dir, tmp_pa
                 "8",
                 "--save-every",
                 "10",
+                "--log-every",
+                "10",
             ]
         )
         == 0
     )
-    assert "trained 30 steps" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "trained 30 steps" in captured.out
+    # Training says how it goes, as Hugging Face's Trainer does: on stderr and in OUT/train.log.
+    lines = [line.removeprefix("refsift: ") for line in captured.err.splitlines() if "finetune: step" in line]
+    assert [line.split(" · ")[0] for line in lines] == [f"finetune: step {n}/30" for n in (10, 20, 30)], captured.err
+    assert all(re.search(r"loss \d+\.\d{4} · lr 3\.00e-03 · [\d,.k]+ tok/s · (ETA|done in)", line) for line in lines)
+    assert (ckpt / "train.log").read_text().splitlines() == lines
     assert (ckpt / "model.safetensors").is_file() and (ckpt / "checkpoint-10" / "model.safetensors").is_file()
     rows = finetune.load_export(str(tmp_path / "mix"))
     batch = training.collate(rows[:16])

@@ -57,12 +57,25 @@ def _quiet_beam_import_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("apitools not found")
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler on whatever `sys.stderr` is when a message comes: the terminal's copy while
+    a job's descriptor 2 goes to the workers' log (`console.worker_output`), a test's capture."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_output(verbose: bool) -> None:
     """refsift's own messages (logger `refsift`, INFO) on stderr; the logs and progress bars
     of Beam and Hugging Face libraries only with --verbose. Set before those libraries load."""
     log = logging.getLogger("refsift")
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("refsift: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from refsift.cli.common import COMMON, Help, add_chunk_job_options, add_corpus_options, from_args, print_counts
+from refsift.cli.common import COMMON, Help, add_chunk_job_options, add_corpus_options, from_args, print_counts, seconds
 
 
 def add(sub) -> None:
@@ -39,5 +39,5 @@ def run(args, beam_args: list[str]) -> None:
 
     manifest = classify.run(cfg, beam_args, on_start=announce)
     c = print_counts(out, manifest, "classified")
-    print(f"words classified: {c['tokens_scored']}, {manifest['wall_time_s']:.1f} s")
+    print(f"words classified: {c['tokens_scored']}, {seconds(manifest)}")
     print(f"select from it:  refsift select {out} --by classifier_score --budget 10% --out MIX")

@@ -122,6 +122,17 @@ def print_counts(out: str, manifest: dict, done_as: str) -> dict:
     return c
 
 
+def seconds(manifest: dict) -> str:
+    """How long the job took: this attempt, and all attempts when it was resumed (the
+    manifest's wall_time_s adds them up)."""
+    total = manifest["wall_time_s"]
+    attempt = manifest.get("attempt_wall_time_s", total)
+    attempts = manifest.get("resumed", 0) + 1
+    if attempts == 1 or manifest.get("already_complete"):
+        return f"{total:.1f} s"
+    return f"{attempt:.1f} s (this attempt; {total:.1f} s over {attempts} attempts)"
+
+
 def add_chunk_job_options(p, what: str) -> None:
     """A chunk job's units of work and directory rules: the same for score, classify, dedup."""
     p.add_argument(

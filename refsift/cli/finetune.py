@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from refsift.cli.common import COMMON, Help
 
 
@@ -40,6 +38,12 @@ def add(sub) -> None:
     p.add_argument("--save-every", type=int, help="also save checkpoint-N every N steps")
     p.add_argument("--seed", type=int, default=0, help="of the initial order of rows and of dropout")
     p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument(
+        "--log-every",
+        type=int,
+        help="steps between training lines (step, loss, lr, tokens/s, ETA; also in OUT/train.log); "
+        "default a tenth of the steps, at most one line per 10 s",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint directory refsift made before")
     p.set_defaults(handler=run)
 
@@ -48,11 +52,8 @@ def run(args, _beam_args) -> None:
     from refsift.pipelines import finetune
 
     options = ("steps", "epochs", "lr", "schedule", "warmup_ratio", "batch_size", "grad_accum", "save_every", "seed")
-    options += ("device", "overwrite")
-    bar = sys.stderr.isatty() or args.verbose  # a progress bar belongs on a terminal, not in a log
-    record = finetune.run(
-        data=args.data, model=args.model, out=args.out, progress=bar, **{k: getattr(args, k) for k in options}
-    )
+    options += ("device", "overwrite", "log_every")
+    record = finetune.run(data=args.data, model=args.model, out=args.out, **{k: getattr(args, k) for k in options})
     losses = record["losses"]
     print(f"trained {record['steps']} steps on {record['rows_trained']} rows: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     print(f"saved {args.out} (use it as --finetuned or --checkpoint NAME={args.out})")

@@ -16,6 +16,7 @@ from refsift.cli.common import (
     ladder_entry,
     print_counts,
     sample_inputs,
+    seconds,
 )
 
 
@@ -94,7 +95,7 @@ def run(args, beam_args: list[str]) -> None:
         print(f"dry run: the job was built and not submitted; {manifest['tasks']} tasks, steps {', '.join(steps)}")
         return
     c = print_counts(out, manifest, "scored")
-    print(f"tokens scored: {c['tokens_scored']} in {c['windows']} windows, {manifest['wall_time_s']:.1f} s")
+    print(f"tokens scored: {c['tokens_scored']} in {c['windows']} windows, {seconds(manifest)}")
     if "read_error" in c["rejected_by_reason"]:
         print(f"warning: some inputs could not be read to their end; see {out}'s rejected table (reason read_error)")
     print(f'query it:  refsift sql {out} "SELECT source, count(*), avg(nll_model) FROM examples GROUP BY 1"')

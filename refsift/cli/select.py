@@ -16,8 +16,11 @@ def add(sub) -> None:
         "duplicates removed) and, inside them, tokens (--tokens excess: Rho-1 selective language modeling), "
         "and exports training rows (input_ids, attention_mask, labels with -100 on tokens not trained on) to "
         "MIX_DIR/data. A Beam pipeline like `score`: unknown options are Beam pipeline options.",
-        epilog="LoBaSS-style band: --where 'nll_model BETWEEN 1.5 AND 4.0 AND nll_finetuned < nll_model' drops "
-        "documents easy under both models and documents too hard for both, before ranking by --by learnability.",
+        epilog="The table it prints: tokens_in, scored tokens of the candidates; tokens_out, every token of the "
+        "exported windows (the prefix, prompts and the context a window repeats included, repeats of upsampled "
+        "documents too); tokens_labelled, those trained on. LoBaSS-style band: --where 'nll_model BETWEEN 1.5 AND "
+        "4.0 AND nll_finetuned < nll_model' drops documents easy under both models and documents too hard for "
+        "both, before ranking by --by learnability.",
     )
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="mixture directory to write")
@@ -107,12 +110,6 @@ def run(args, beam_args: list[str]) -> None:
         print(f"global excess-loss threshold: {record['threshold']:.4f}")
     if record["export"] == "documents":
         print("a classification run: tokens are words, and the documents are exported as text")
-    else:
-        print(
-            "tokens_in: scored tokens of the candidates; tokens_out: every token of the exported windows (the prefix, "
-            "prompts and the context a window repeats included, repeats of upsampled documents too); "
-            "tokens_labelled: those trained on"
-        )
     print(f"wrote {args.out}/data ({args.format}) and {args.out}/selection.json")
     if args.format != "hf":
         view, rows = record["view"], "rows" if record["export"] == "documents" else "windows"

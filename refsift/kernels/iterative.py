@@ -19,7 +19,7 @@ The fine-tuned model is never touched and nothing is written to disk. Plain torc
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 
 from refsift.kernels.contrastive import DecodeSettings, Generated, generate
@@ -38,7 +38,6 @@ def iterative_cge(
     update_every: int = 1,
     update_steps: int = 1,
     lr: float = 5e-5,
-    on_sample: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, Generated]]:
     """Yields (iteration, sample) in generation order; `prompts`/`seeds` give one per sample."""
     import torch
@@ -49,9 +48,7 @@ def iterative_cge(
     for start in range(0, len(prompts), update_every):
         group = slice(start, start + update_every)
         found = generate(finetuned, learner, prompts[group], settings, seeds=seeds[group], eos_id=eos_id, pad_id=pad_id)
-        for offset, sample in enumerate(found):
-            if on_sample:
-                on_sample(start + offset)
+        for sample in found:
             yield start // update_every, sample
         rows = [s.prompt + s.tokens for s in found if s.tokens]
         if rows:

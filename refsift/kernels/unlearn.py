@@ -91,9 +91,10 @@ def _optimizer(parameters, settings: UnlearnSettings):
     return torch.optim.SGD(parameters, lr=settings.lr)
 
 
-def unlearn(model, rows: list[dict], settings: UnlearnSettings, *, pad_id: int = 0, on_step=None):
+def unlearn(model, rows: list[dict], settings: UnlearnSettings, *, pad_id: int = 0, log=None):
     """A copy of `model` after gradient ascent on `rows` ({input_ids, labels}, labels -100
-    where a token is not trained on). `on_step(step, steps)` after each optimizer step."""
+    where a token is not trained on). `log(step, loss, lr, tokens)` after each optimizer
+    step, with the loss being ascended (`refsift.progress.StepLog` prints it)."""
     import torch
 
     paper = settings.procedure == "paper"
@@ -112,6 +113,7 @@ def unlearn(model, rows: list[dict], settings: UnlearnSettings, *, pad_id: int =
             batch, order = [rows[i] for i in order[: settings.batch_size]], order[settings.batch_size :]
             parts = range(0, len(batch), settings.micro_batch)
             labelled = sum(sum(x != IGNORE for x in r["labels"][1:]) for r in batch) or 1
+            step_loss = 0.0
             for start in parts:
                 part = collate(batch[start : start + settings.micro_batch], pad_id)
                 part = {k: v.to(device) for k, v in part.items()}
@@ -122,13 +124,16 @@ def unlearn(model, rows: list[dict], settings: UnlearnSettings, *, pad_id: int =
                 # ascent on this micro-batch's share of the step's loss: the mean over the step's
                 # tokens ("refsift"), or over its micro-batches' means ("paper")
                 share = 1 / len(parts) if paper else count / labelled
-                (-causal_lm_loss(logits, part["labels"]) * share).backward()
+                loss = causal_lm_loss(logits, part["labels"]) * share
+                (-loss).backward()
+                step_loss += float(loss.detach())
             if settings.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(learner.parameters(), settings.max_grad_norm)
+            step_lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            if on_step:
-                on_step(step + 1, steps)
+            if log is not None:
+                log(step + 1, step_loss, step_lr, labelled)
     return learner.eval()
 
 

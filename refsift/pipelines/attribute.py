@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import refsift
-from refsift import catalog, engine, models, rundir
+from refsift import catalog, engine, models, progress, rundir
 from refsift.chunk import Chunk
 from refsift.config import CorpusOptions, check_windows, window_context
 from refsift.corpus.formats import chunked, payloads
@@ -204,15 +204,14 @@ def attribute(
     results: dict[tuple[str, str], tuple] = {}
     for name, p in unlearned.items():
         rows = training_rows(p.chunk.windows, truncate=cfg.max_length if settings.procedure == "paper" else None)
-        started = time.time()
         steps = settings.for_rows(len(rows)).steps
         what = "source" if cfg.method == "untrac" else "target"
         log.info(f"{cfg.method}: unlearning {what} {name} ({len(p.documents)} documents, {steps} steps)")
-        learner = unlearn(model, rows, settings, pad_id=pad)
+        step_log = progress.StepLog(f"{cfg.method}: {what} {name}", steps)
+        learner = unlearn(model, rows, settings, pad_id=pad, log=step_log)
         for other, q in measured.items():
             results[name, other] = losses(learner, q, cfg, pad)
         del learner
-        log.info(f"{cfg.method}: {what} {name} done in {time.time() - started:.0f} s")
     attribution, documents = [], []
     for target in target_sets:
         rows, resampled = [], []

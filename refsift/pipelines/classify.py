@@ -121,6 +121,7 @@ def run(cfg: ClassifyConfig, beam_args: list[str] = (), on_start=None) -> dict:
         },
         differences=classifier_differences,
         progress_roles=["classifier"],
+        activity="classifying",
         protect=[i["path"] for i in identity if "://" not in i["path"]] + [cfg.classifier],
         versions={"fasttext": getattr(fasttext, "__version__", "unknown"), "apache_beam": beam.__version__},
     )

@@ -149,6 +149,7 @@ def run(cfg: DedupConfig, beam_args: list[str] = (), on_start=None) -> dict:
         kind="dedup",
         record={"mode": "dedup", "minhash": {**asdict(cfg.minhash), "threshold": round(cfg.minhash.threshold(), 4)}},
         progress_roles=["minhash"],
+        activity="hashing",
         protect=[i["path"] for i in identity if "://" not in i["path"]],
         versions={"apache_beam": beam.__version__},
         finish=lambda out, options, markers: cluster(cfg, out, options, markers),

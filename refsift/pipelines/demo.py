@@ -26,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from refsift import api, corpora, tiny
+from refsift import api, corpora, progress, tiny
 from refsift.domains import DomainClassifier, rates
 from refsift.pages import attribution as attribution_page
 from refsift.pages import html as h
 from refsift.pages import run as run_page
-from refsift.terminal import format_table
+from refsift.terminal import format_table, plural
 
 GENERAL = ("prose", "drama", "german", "code")
 TARGET = "math"
@@ -100,11 +100,13 @@ def train_ladder(directory: Path, size: DemoSize) -> tuple[str, str]:
     """A tokenizer, then the base (general mix) and the reference (clean math)."""
     tokenizer = tiny.train_tokenizer(sum((corpora.documents(d)[:50] for d in corpora.DOMAINS), []), 1024)
     shape = dict(layers=2, width=size.width, heads=4)
+    steps = size.pretrain_steps
     base = tiny.new_model(tokenizer, **shape, seed=0)
     tiny.pretrain(base, tokenizer, sum((corpora.documents(d, 600)[:150] for d in GENERAL), []),
-                  steps=size.pretrain_steps, lr=2e-3)  # fmt: skip
+                  steps=steps, lr=2e-3, log=progress.StepLog("train base", steps))  # fmt: skip
     reference = tiny.new_model(tokenizer, **shape, seed=1)
-    tiny.pretrain(reference, tokenizer, corpora.documents(TARGET, 600)[:100], steps=size.pretrain_steps, lr=2e-3)
+    tiny.pretrain(reference, tokenizer, corpora.documents(TARGET, 600)[:100],
+                  steps=steps, lr=2e-3, log=progress.StepLog("train reference", steps))  # fmt: skip
     return str(tiny.save(base, tokenizer, directory / "base")), str(
         tiny.save(reference, tokenizer, directory / "reference")
     )
@@ -119,7 +121,7 @@ def reference_from(model: str, directory: Path, size: DemoSize) -> str:
               context=16, overwrite=True).close()  # fmt: skip
     api.select(str(directory / "run"), out=str(directory / "mix"), overwrite=True)
     api.finetune(str(directory / "mix"), model=model, out=str(directory / "reference"), steps=size.pretrain_steps,
-                 lr=size.lr, batch_size=size.batch_size, overwrite=True, progress=False)  # fmt: skip
+                 lr=size.lr, batch_size=size.batch_size, overwrite=True)  # fmt: skip
     return str(directory / "reference")
 
 
@@ -234,7 +236,6 @@ def run(
         batch_size=size.batch_size,
         seed=seed,
         overwrite=True,
-        progress=False,
     )
     echo(f"   loss {trained['losses'][0]:.3f} -> {trained['losses'][-1]:.3f}")
 
@@ -285,10 +286,11 @@ def run(
     }
     results["attribution_by_group"] = group_attribution(report, classifier)
     for g in results["attribution_by_group"]:
-        echo(
-            f"   {g['group']} ({g['samples']} samples, mostly {g['domain']}): {g['sources'][0]} "
-            f"{g['influences'][0]:+.3f}, then {g['sources'][1]} {g['influences'][1]:+.3f}"
-        )
+        about = f"   {g['group']} ({plural(g['samples'], 'sample')}, mostly {g['domain']}): "
+        if not g["sources"]:
+            echo(about + "not attributed (a group needs two samples)")
+            continue
+        echo(about + f"{g['sources'][0]} {g['influences'][0]:+.3f}, then {g['sources'][1]} {g['influences'][1]:+.3f}")
 
     echo("\n6. refsift report run")
     api.report(run_dir)
@@ -313,8 +315,9 @@ def run(
 
 
 def group_attribution(report: dict, classifier: DomainClassifier) -> list[dict]:
-    """For each group of CGE samples the report attributed: its size, the domain most of its
-    samples belong to (the n-gram classifier), and its sources by influence."""
+    """For each group of CGE samples: its size, the domain most of its samples belong to (the
+    n-gram classifier), and its sources by influence (none for a group too small to be
+    attributed)."""
     texts = {s["id"]: s["text"] for s in report["samples"]}
     groups = report["summary"]["groups"]["groups"]
     out = []
@@ -322,7 +325,7 @@ def group_attribution(report: dict, classifier: DomainClassifier) -> list[dict]:
         name = f"group {k}"
         rows = sorted((r for r in report["attribution"] if r["target"] == name), key=lambda r: r["rank"])
         members = [texts[i] for i in group["target"] if texts.get(i, "").strip()]
-        if not rows or not members:
+        if not members:
             continue
         labels = rates([classifier.predict(t) for t in members])
         out.append(

@@ -15,7 +15,7 @@ import math
 import time
 from pathlib import Path
 
-from refsift import models, rundir, training
+from refsift import models, progress, rundir, training
 from refsift.corpus.tasks import is_saved_dataset
 from refsift.errors import RefsiftError
 from refsift.training import IGNORE
@@ -68,13 +68,18 @@ def run(
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
-    progress: bool = True,
+    log_every: int | None = None,
 ) -> dict:
-    """Trains `model` on the export(s) in `data`; saves to `out`; returns what training.json records."""
+    """Trains `model` on the export(s) in `data`; saves to `out`; returns what training.json records.
+    Every `log_every` steps (default a tenth of them; at most one line per 10 s) a line with
+    the step, loss, learning rate, tokens per second and time left goes to refsift's logger
+    and to OUT/train.log."""
     import torch
 
-    if batch_size < 1 or grad_accum < 1 or (steps is not None and steps < 1) or lr <= 0:
-        raise RefsiftError("--steps, --batch-size, --grad-accum and --lr must be positive")
+    if batch_size < 1 or grad_accum < 1 or (steps is not None and steps < 1) or not 0 < lr < math.inf:
+        raise RefsiftError("--steps, --batch-size, --grad-accum and --lr must be positive (and --lr finite)")
+    if log_every is not None and log_every < 1:
+        raise RefsiftError("--log-every must be positive")
     if schedule not in training.SCHEDULES or not 0 <= warmup_ratio < 1:
         raise RefsiftError(f"--schedule must be one of {', '.join(training.SCHEDULES)}, --warmup-ratio in [0, 1)")
     sources = [data] if isinstance(data, str) else list(data)
@@ -102,8 +107,9 @@ def run(
 
         batches = training.batches(trainable, batch_size, seed=seed, pad_id=models.pad_id(tokenizer))
         warmup = math.ceil(warmup_ratio * steps)
+        log = progress.StepLog("finetune", steps, every=log_every, path=Path(out) / "train.log")
         losses = training.train(net, batches, steps=steps, lr=lr, grad_accum=grad_accum, warmup=warmup,
-                                schedule=schedule, callback=checkpoint, progress=progress)  # fmt: skip
+                                schedule=schedule, callback=checkpoint, log=log)  # fmt: skip
         models.save(net, tokenizer, out)
         record = {
             "data": sources,

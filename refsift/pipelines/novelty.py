@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import refsift
-from refsift import catalog, engine, models, rundir
+from refsift import catalog, engine, models, progress, rundir
 from refsift.engine import pipeline_options
 from refsift.errors import RefsiftError
 from refsift.kernels.contrastive import DecodeSettings
@@ -120,6 +121,7 @@ def build(p: beam.Pipeline, cfg: NoveltyConfig) -> None:
             device=cfg.device,
             dtype=cfg.dtype,
             trust_remote_code=cfg.trust_remote_code,
+            run=cfg.out,
         )
         | "WriteSamples" >> WriteShards(directory=f"{cfg.out}/samples", schema=SAMPLES_SCHEMA)
     )
@@ -280,7 +282,11 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
         cfg = replace(cfg, out=claim.path)
         pipeline = beam.Pipeline(options=options)
         build(pipeline, cfg)
-        engine.run_job(pipeline, cfg.out, what="novelty job", resumable=False)
+        planned = jobs(cfg)
+        progress.write_total(cfg.out, sum(len(job.get("jobs", [job])) for job in planned))
+        with progress.Line(cfg.out, ["sampled"], activity="sampling", unit="samples"):
+            engine.run_job(pipeline, cfg.out, what="novelty job", resumable=False)
+        shutil.rmtree(Path(cfg.out, progress.DIRECTORY), ignore_errors=True)
         extracted = extract(cfg, beam_args)
         if extracted:
             pq.write_table(pa.Table.from_pylist(extracted, schema=SAMPLES_SCHEMA), f"{cfg.out}/samples/extract.parquet")

@@ -12,6 +12,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
+from refsift import progress
 from refsift.kernels.contrastive import DecodeSettings, Generated
 from refsift.kernels.token_bytes import token_bytes
 from refsift.models import pad_id
@@ -65,8 +66,8 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
 
 
 class _SampleFn(PoolingDoFn):
-    def __init__(self, base, finetuned, settings, batch_size, update, load_args):
-        self._base, self._finetuned, self._settings = base, finetuned, settings
+    def __init__(self, base, finetuned, settings, batch_size, update, load_args, run):
+        self._base, self._finetuned, self._settings, self._run = base, finetuned, settings, run
         self._batch_size, self._update, self._load_args = batch_size, update, load_args
         self.pool_size = 4 * batch_size
         self._shared = Shared()
@@ -80,6 +81,11 @@ class _SampleFn(PoolingDoFn):
         self._tokenizer = shared_tokenizer(self._shared, self._finetuned, self._load_args["trust_remote_code"])
         self._eos = self._tokenizer.eos_token_id
         self._pad = pad_id(self._tokenizer)
+        self._progress = progress.Counter(self._run, "sample")
+
+    def _count(self, sample) -> None:
+        self._samples.inc()
+        self._progress.add(records=1, tokens_sampled=len(sample.tokens))
 
     def process(self, job):
         if job["mode"] == "cge-iterative":
@@ -88,13 +94,10 @@ class _SampleFn(PoolingDoFn):
             yield from super().process(job)
 
     def flush(self, pool):
-        from tqdm.auto import tqdm
-
         from refsift.kernels.contrastive import generate
         from refsift.kernels.iterative import plain
 
         pool = sorted(pool, key=lambda j: (j["mode"], j["sample_id"]))
-        bar = tqdm(total=len(pool), desc="CGE and plain samples", unit="sample", disable=None)
         for i in range(0, len(pool), self._batch_size):
             batch = pool[i : i + self._batch_size]
             for mode in sorted({j["mode"] for j in batch}):
@@ -117,17 +120,13 @@ class _SampleFn(PoolingDoFn):
                     if mode == "base":
                         sample.logp_ft, sample.logp_base = sample.logp_base, sample.logp_ft
                         sample.score = [f - self._settings.gamma * b for f, b in zip(sample.logp_ft, sample.logp_base)]
-                    self._samples.inc()
+                    self._count(sample)
                     yield sample_row(job, sample, self._tokenizer, self._eos)
-                bar.update(len(jobs))
-        bar.close()
+        self._progress.flush()
 
     def _iterative(self, jobs):
-        from tqdm.auto import tqdm
-
         from refsift.kernels.iterative import iterative_cge
 
-        bar = tqdm(total=len(jobs), desc="iterative CGE", unit="sample", disable=None)
         prompts = [prompt_ids(self._tokenizer, j["prompt"]) for j in jobs]
         found = iterative_cge(
             self._models["finetuned"],
@@ -137,13 +136,12 @@ class _SampleFn(PoolingDoFn):
             self._settings,
             eos_id=self._eos,
             pad_id=self._pad,
-            on_sample=lambda _: bar.update(),
             **self._update,
         )
         for job, (iteration, sample) in zip(jobs, found):
-            self._samples.inc()
+            self._count(sample)
             yield sample_row(job, sample, self._tokenizer, self._eos, iteration=iteration)
-        bar.close()
+        self._progress.flush()
 
 
 class ContrastiveSampler(beam.PTransform):
@@ -155,6 +153,8 @@ class ContrastiveSampler(beam.PTransform):
       batch_size: samples decoded together.
       update: for iterative jobs, {update_every, update_steps, lr}.
       device, dtype, trust_remote_code: model loading.
+      run: the output directory, whose progress files the launcher's progress line reads
+        (None: no progress files).
     """
 
     def __init__(
@@ -168,10 +168,11 @@ class ContrastiveSampler(beam.PTransform):
         device: str = "auto",
         dtype: str = "auto",
         trust_remote_code: bool = False,
+        run: str | None = None,
     ):
         super().__init__()
         load_args = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-        self._fn = _SampleFn(base, finetuned, settings, batch_size, update or {}, load_args)
+        self._fn = _SampleFn(base, finetuned, settings, batch_size, update or {}, load_args, run)
 
     def expand(self, jobs):
         return jobs | "Generate" >> beam.ParDo(self._fn)
