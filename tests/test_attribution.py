@@ -202,3 +202,48 @@ def test_attribution_intervals_come_from_resampled_documents(results):
     assert "Finding. code taught it most" in seen["text"] and "90% interval" in seen["text"]
     printed = (out / "printed.txt").read_text()
     assert "p_first" in printed and "code taught it most" in printed  # the CLI prints the finding too
+
+
+def test_unequal_unlearning_is_said_and_both_methods_are_compared(results, planted, code_finetuned, tmp_path):
+    from refsift.pages.attribution import finding
+
+    _, inverse, direct = results
+    steps = {r["source"]: r["unlearn_steps"] for r in direct}  # UnTrac by default: one epoch over each source
+    assert len(set(steps.values())) > 1, steps
+    assert "unequal numbers of steps" in finding(sorted(direct, key=lambda r: r["rank"]))
+    assert len({r["unlearn_steps"] for r in inverse}) == 1  # UnTrac-Inv unlearns the target once
+    assert "unequal" not in finding(sorted(inverse, key=lambda r: r["rank"]))
+
+    out = tmp_path / "both"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        rows = attribute(planted, code_finetuned, out, "--method", "both", "--unlearn-steps", "equal")
+    by_method = {m: [r for r in rows if r["method"] == m] for m in ("untrac-inv", "untrac")}
+    assert all(len(v) == 3 for v in by_method.values())
+    # equal: every source unlearned for one epoch over the smallest, the steps its own epoch would be at most
+    assert {r["unlearn_steps"] for r in by_method["untrac"]} == {min(steps.values())}
+    record = json.loads((out / "attribution.json").read_text())
+    (found,) = record["agreement"]
+    assert found["first"] == {"untrac-inv": "code", "untrac": "code"} and found["agree"]
+    ranks = {m: {r["source"]: r["rank"] for r in v} for m, v in by_method.items()}
+    d2 = sum((ranks["untrac"][s] - ranks["untrac-inv"][s]) ** 2 for s in ranks["untrac"])
+    assert found["spearman"] == pytest.approx(1 - 6 * d2 / (3 * 8))
+    assert "UnTrac and UnTrac-Inv agree: code first by both" in printed.getvalue()
+    seen = open_page(out / "report.html")
+    assert "UnTrac and UnTrac-Inv agree" in seen["text"] and "target.jsonl" in seen["text"]
+    assert "all samples" not in seen["text"]  # the target is named by its file
+
+
+def test_a_disagreement_between_the_methods_is_the_finding():
+    from refsift.pages.attribution import methods_finding
+    from refsift.pipelines.attribute import agreement
+
+    def rows(method, order):
+        return [{"target": "all", "method": method, "source": s, "rank": k} for k, s in enumerate(order, 1)]
+
+    rho = agreement(rows("untrac-inv", "abc") + rows("untrac", "cba"))[0]
+    assert rho["spearman"] == pytest.approx(-1.0) and not rho["agree"]  # reversed rankings
+    text = methods_finding(rho)
+    assert text.startswith("UnTrac and UnTrac-Inv disagree: UnTrac-Inv puts a first, UnTrac puts c first")
+    assert "act on neither ranking alone" in text
+    same = agreement(rows("untrac-inv", "abcd") + rows("untrac", "abdc"))[0]
+    assert same["agree"] and same["spearman"] == pytest.approx(1 - 6 * 2 / (4 * 15))

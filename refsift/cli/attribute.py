@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from refsift.cli.common import COMMON, Help, add_corpus_options, add_device_options, add_window_options, from_args
 from refsift.terminal import format_table
 
@@ -26,10 +28,16 @@ def add(sub) -> None:
     p.add_argument(
         "--method",
         default="untrac-inv",
-        choices=["untrac-inv", "untrac"],
-        help="untrac-inv: unlearn the target once, rank sources by their loss rise; untrac: unlearn each source",
+        choices=["untrac-inv", "untrac", "both"],
+        help="untrac-inv: unlearn the target once, rank sources by their loss rise; untrac: unlearn each source; "
+        "both: each, and whether they agree (when they do not, neither ranking is settled)",
     )
-    p.add_argument("--unlearn-steps", type=int, help="default: UnTrac one epoch over a source, UnTrac-Inv 50")
+    p.add_argument(
+        "--unlearn-steps",
+        type=steps,
+        help="a number of steps, or 'equal': every source (UnTrac) as many steps as one epoch over the smallest; "
+        "default: UnTrac one epoch over each source, UnTrac-Inv 50",
+    )
     p.add_argument("--unlearn-lr", type=float, default=5e-5, help="default %(default)s")
     p.add_argument("--unlearn-batch-size", type=int, help="documents per step; default: UnTrac 1, UnTrac-Inv 256")
     p.add_argument(
@@ -62,16 +70,31 @@ def add(sub) -> None:
     p.set_defaults(handler=run)
 
 
+def steps(text: str) -> int | str:
+    if text == "equal":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of steps nor 'equal'") from None
+
+
 def run(args, _beam_args) -> None:
     from refsift.pipelines import attribute
 
     cfg = from_args(attribute.AttributeConfig, args, targets=tuple(args.targets), sources=tuple(args.sources))
     record = attribute.run(cfg)
-    from refsift.pages.attribution import finding
+    from refsift.pages.attribution import NAMES, finding, methods_finding
 
-    rows = [r for r in record["attribution"] if r["target"] == "all"]
     columns = ["rank", "source", "influence", "influence_low", "influence_high", "p_first", "n_documents"]
-    print(format_table(columns, [tuple(r[c] for c in columns) for r in rows]))
-    print(finding(rows))
+    columns += ["unlearn_steps"]
+    for method in cfg.methods:
+        rows = [r for r in record["attribution"] if r["target"] == "all" and r["method"] == method]
+        if len(cfg.methods) > 1:
+            print(f"{NAMES[method]}:")
+        print(format_table(columns, [tuple(r[c] for c in columns) for r in rows]))
+        print(finding(rows))
+    for agreement in record.get("agreement", ()):
+        print(methods_finding(agreement))
     print(f"report: {args.out}/report.html")
     print(f'query it:  refsift sql {args.out} "SELECT source, influence FROM attribution ORDER BY influence DESC"')

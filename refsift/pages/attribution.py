@@ -20,8 +20,36 @@ TOP_DOCUMENTS = 5
 SETTLED = 0.9  # a source first in at least this share of resamples is named as the finding
 
 
+NAMES = {"untrac": "UnTrac", "untrac-inv": "UnTrac-Inv"}
+
+
 def finding(rows: list[dict]) -> str:
-    """One sentence on a target's ranking (rows sorted by rank), with how sure it is."""
+    """One sentence on a target's ranking (rows sorted by rank), with how sure it is, and a
+    second when its sources were unlearned for unequal numbers of steps."""
+    steps = sorted({r["unlearn_steps"] for r in rows if r.get("unlearn_steps") is not None})
+    if len(steps) > 1:
+        return (
+            f"{_ranking(rows)} The sources were unlearned for unequal numbers of steps ({steps[0]} to {steps[-1]}): "
+            "a source unlearned longer can rise more for that alone; --unlearn-steps equal compares them at one budget."
+        )
+    return _ranking(rows)
+
+
+def methods_finding(agreement: dict) -> str:
+    """One sentence on whether UnTrac and UnTrac-Inv agree for a target."""
+    first, rho = agreement["first"], agreement["spearman"]
+    if agreement["agree"]:
+        source = next(iter(first.values()))
+        return f"UnTrac and UnTrac-Inv agree: {source} first by both (Spearman {rho:+.2f} between their rankings)."
+    each = ", ".join(f"{NAMES[m]} puts {source} first" for m, source in first.items())
+    return (
+        f"UnTrac and UnTrac-Inv disagree: {each} (Spearman {rho:+.2f} between their rankings). Their intervals "
+        "resample documents and cannot see this: act on neither ranking alone; try equal unlearning steps "
+        "(--unlearn-steps equal) and more documents."
+    )
+
+
+def _ranking(rows: list[dict]) -> str:
     top = rows[0]
     low, high, p = top.get("influence_low"), top.get("influence_high"), top.get("p_first")
     if p is None:  # written before refsift measured spreads
@@ -41,27 +69,59 @@ def finding(rows: list[dict]) -> str:
     return f"{top['source']} taught it most: {spread}; {first}."
 
 
-def section(attribution: list[dict], documents: list[dict], *, title: str = "Where it came from") -> str:
+def section(
+    attribution: list[dict],
+    documents: list[dict],
+    *,
+    title: str = "Where it came from",
+    agreement: list[dict] = (),
+    all_label: str = "all samples",
+) -> str:
+    """The attribution's section: per method and target, its finding, bars and table; with
+    both methods, whether they agree first. `all_label` names the target "all"."""
     if not attribution:
         return ""
+    parts = [f"<h2>{h.esc(title)}</h2>"]
+    for a in agreement:
+        label = all_label if a["target"] == "all" else a["target"]
+        parts.append(f"<p class='finding'><b>{h.user(label)}.</b> {h.esc(methods_finding(a))}</p>")
+    for method in dict.fromkeys(r["method"] for r in attribution):
+        parts.append(_method_section([r for r in attribution if r["method"] == method], documents, all_label))
+    return "".join(parts)
+
+
+def _method_section(attribution: list[dict], documents: list[dict], all_label: str) -> str:
     method = attribution[0]["method"]
     targets = list(dict.fromkeys(r["target"] for r in attribution))
     parts = [
-        f"<h2>{h.esc(title)}</h2><p>{h.esc(EXPLAIN[method])} Higher = more influential. Intervals hold the "
+        f"<p>{h.esc(EXPLAIN[method])} Higher = more influential. Intervals hold the "
         "middle 90% of the influence over 1,000 resamples of the measured documents; they do not cover another "
-        "unlearning seed or procedure.</p>"
+        "unlearning seed, procedure or method.</p>"
     ]
     for target in targets:
         rows = sorted((r for r in attribution if r["target"] == target), key=lambda r: r["rank"])
-        label = "all samples" if target == "all" else target
-        parts.append(f"<h3>Target: {h.user(label)}</h3><p class='finding'><b>Finding.</b> {h.esc(finding(rows))}</p>")
+        label = all_label if target == "all" else target
+        parts.append(
+            f"<h3>{h.esc(NAMES[method])} · target: {h.user(label)}</h3>"
+            f"<p class='finding'><b>Finding.</b> {h.esc(finding(rows))}</p>"
+        )
         chart = h.bars(
             [(r["source"], r["influence"]) for r in rows],
             intervals=[(r.get("influence_low"), r.get("influence_high")) for r in rows],
             label="influence (rise in nats per token), 90% interval",
         )
         table = h.table(
-            ["rank", "source", "influence", "90% interval", "first in", "loss before", "loss after", "documents"],
+            [
+                "rank",
+                "source",
+                "influence",
+                "90% interval",
+                "first in",
+                "loss before",
+                "loss after",
+                "documents",
+                "unlearning steps",
+            ],
             [
                 [
                     r["rank"],
@@ -72,6 +132,7 @@ def section(attribution: list[dict], documents: list[dict], *, title: str = "Whe
                     r["loss_before"],
                     r["loss_after"],
                     r["n_documents"],
+                    r.get("unlearn_steps", ""),
                 ]
                 for r in rows
             ],
@@ -96,11 +157,19 @@ def _document(d: dict) -> str:
 
 
 def write(record: dict, documents: list[dict], out: str) -> Path:
-    model = record["model"]
+    model, settings = record["model"], record["settings"]
+    targets = ", ".join(settings["targets"])
     body = (
         f"<h1>Attribution</h1><p>Model {h.esc(model.get('spec'))} ({h.esc(model.get('weights_sha256', ''))}), "
-        f"created {h.esc(record['created'])} by refsift {h.esc(record['refsift_version'])}.</p>"
-        + section(record["attribution"], documents, title="Which sources taught it")
+        f"created {h.esc(record['created'])} by refsift {h.esc(record['refsift_version'])}. Target: "
+        f"{h.user(targets)}; sources: {h.user(', '.join(settings['sources']))}.</p>"
+        + section(
+            record["attribution"],
+            documents,
+            title="Which sources taught it",
+            agreement=record.get("agreement", ()),
+            all_label=targets,
+        )
     )
     path = Path(out, "report.html")
     path.write_text(h.page("refsift attribution", body), encoding="utf-8")

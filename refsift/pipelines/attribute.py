@@ -53,6 +53,10 @@ DEFAULTS = {
     "untrac-inv": {"steps": 50, "batch_size": 256, "per_device": 2},
 }
 MICRO_BATCH = 8  # procedure "refsift": any micro-batch gives the same step
+BOTH = "both"
+# --unlearn-steps equal: every set unlearned for as many steps as one epoch over the smallest
+# (the authors compare datasets of one size; a set unlearned longer rises more for that alone).
+EQUAL = "equal"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,8 +67,8 @@ class AttributeConfig(CorpusOptions):
     targets: tuple[str, ...]
     sources: tuple[str, ...]
     out: str
-    method: str = "untrac-inv"
-    unlearn_steps: int | None = None  # default: UnTrac one epoch over a source, UnTrac-Inv 50
+    method: str = "untrac-inv"  # or "untrac", or "both" (each, and whether they agree)
+    unlearn_steps: int | str | None = None  # default: UnTrac one epoch over a source, UnTrac-Inv 50; or "equal"
     unlearn_lr: float = 5e-5
     unlearn_batch_size: int | None = None  # default: UnTrac 1, UnTrac-Inv 256
     micro_batch: int | None = None  # default: 8; procedure "paper": the authors' per-device batch
@@ -85,8 +89,10 @@ class AttributeConfig(CorpusOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.method not in METHODS:
-            raise RefsiftError(f"--method must be one of {', '.join(METHODS)}")
+        if self.method not in (*METHODS, BOTH):
+            raise RefsiftError(f"--method must be one of {', '.join((*METHODS, BOTH))}")
+        if isinstance(self.unlearn_steps, str) and self.unlearn_steps != EQUAL:
+            raise RefsiftError(f"--unlearn-steps must be a number of steps or {EQUAL!r}")
         if not self.targets or not self.sources:
             raise RefsiftError("give --target and --sources")
         if self.source_samples < 0 or self.target_samples < 0 or self.batch_size < 1:
@@ -98,10 +104,17 @@ class AttributeConfig(CorpusOptions):
             raise RefsiftError(str(err)) from None
 
     @property
+    def methods(self) -> tuple[str, ...]:
+        return METHODS if self.method == BOTH else (self.method,)
+
+    @property
     def unlearning(self) -> UnlearnSettings:
-        defaults = DEFAULTS[self.method]
+        """The unlearning settings (of UnTrac-Inv, with --method both); "equal" steps are
+        filled in per set by `attribute`."""
+        defaults = DEFAULTS[self.methods[0]]
+        steps = self.unlearn_steps if self.unlearn_steps not in (None, EQUAL) else defaults["steps"]
         return UnlearnSettings(
-            steps=self.unlearn_steps if self.unlearn_steps is not None else defaults["steps"],
+            steps=steps,
             lr=self.unlearn_lr,
             batch_size=self.unlearn_batch_size or defaults["batch_size"],
             micro_batch=self.micro_batch or (defaults["per_device"] if self.procedure == "paper" else MICRO_BATCH),
@@ -201,10 +214,15 @@ def attribute(
     settings = cfg.unlearning
     measured, unlearned = (target_sets, source_sets) if cfg.method == "untrac" else (source_sets, target_sets)
     before = {name: losses(model, p, cfg, pad) for name, p in measured.items()}
+    truncate = cfg.max_length if settings.procedure == "paper" else None
+    rows_of = {name: training_rows(p.chunk.windows, truncate=truncate) for name, p in unlearned.items()}
+    if cfg.unlearn_steps == EQUAL:
+        settings = replace(settings, steps=min(settings.for_rows(len(rows)).steps for rows in rows_of.values()))
     results: dict[tuple[str, str], tuple] = {}
+    steps_of: dict[str, int] = {}
     for name, p in unlearned.items():
-        rows = training_rows(p.chunk.windows, truncate=cfg.max_length if settings.procedure == "paper" else None)
-        steps = settings.for_rows(len(rows)).steps
+        rows = rows_of[name]
+        steps = steps_of[name] = settings.for_rows(len(rows)).steps
         what = "source" if cfg.method == "untrac" else "target"
         log.info(f"{cfg.method}: unlearning {what} {name} ({len(p.documents)} documents, {steps} steps)")
         step_log = progress.StepLog(f"{cfg.method}: {what} {name}", steps)
@@ -236,6 +254,7 @@ def attribute(
                     "loss_after": loss_after,
                     "n_documents": len(size.documents),
                     "n_tokens": int(counts.sum()),
+                    "unlearn_steps": steps_of[source if cfg.method == "untrac" else target],
                 }
             )
             if cfg.method == "untrac-inv":
@@ -258,6 +277,33 @@ def attribute(
         for rank, row in enumerate(sorted(rows, key=lambda r: (-r["influence"], r["source"])), start=1):
             attribution.append({**row, "rank": rank})
     return attribution, documents
+
+
+def agreement(attribution: list[dict]) -> list[dict]:
+    """Per target, whether UnTrac and UnTrac-Inv rank the sources alike: each method's first
+    source and Spearman's rho between their rankings (ranks are distinct: 1 - 6 sum d^2 /
+    (n (n^2 - 1))). The bootstrap intervals of either method cannot see a disagreement: they
+    resample documents, not the method."""
+    out = []
+    for target in dict.fromkeys(r["target"] for r in attribution):
+        ranks = {
+            method: {r["source"]: r["rank"] for r in attribution if r["target"] == target and r["method"] == method}
+            for method in METHODS
+        }
+        if not all(ranks.values()):
+            continue
+        n = len(ranks[METHODS[0]])
+        d2 = sum((ranks[METHODS[0]][s] - ranks[METHODS[1]][s]) ** 2 for s in ranks[METHODS[0]])
+        first = {method: min(r, key=r.get) for method, r in ranks.items()}
+        out.append(
+            {
+                "target": target,
+                "first": first,
+                "spearman": 1 - 6 * d2 / (n * (n * n - 1)) if n > 1 else 1.0,
+                "agree": len(set(first.values())) == 1,
+            }
+        )
+    return out
 
 
 def write_tables(out: str, attribution: list[dict], documents: list[dict], *, build_catalog: bool = True) -> None:
@@ -298,7 +344,10 @@ def run(cfg: AttributeConfig) -> dict:
     protect = [*cfg.targets, *cfg.sources, models.resolve(cfg.model)]
     with rundir.claim(cfg.out, kind="attribution", overwrite=cfg.overwrite, protect=protect) as claim:
         cfg = replace(cfg, out=claim.path)
-        attribution, documents = attribute(model, tokenizer, targets, sources, cfg)
+        attribution, documents = [], []
+        for method in cfg.methods:
+            rows, docs = attribute(model, tokenizer, targets, sources, replace(cfg, method=method))
+            attribution, documents = attribution + rows, documents + docs
         write_tables(cfg.out, attribution, documents)
         record = {
             "refsift_version": refsift.__version__,
@@ -307,6 +356,7 @@ def run(cfg: AttributeConfig) -> dict:
             "settings": {**asdict(cfg), "unlearning": asdict(cfg.unlearning)},
             "rejected": {"target": dict(target_rejected), "sources": dict(source_rejected)},
             "attribution": attribution,
+            **({"agreement": agreement(attribution)} if cfg.method == BOTH else {}),
             "wall_time_s": round(time.time() - started, 2),
         }
         rundir.write_json(rundir.join(cfg.out, "attribution.json"), record)

@@ -10,6 +10,8 @@ UnTrac-Inv); `n_documents`, `n_tokens` count that set.
 
 `attribution_documents` (UnTrac-Inv) has each source document's own loss before and after
 unlearning the target: the documents that rise most are the ones that taught it most.
+
+`refsift attribute --method both` writes the rows of both methods; `method` tells them apart.
 """
 
 import pyarrow as pa
@@ -31,6 +33,8 @@ ATTRIBUTION_SCHEMA = pa.schema(
         pa.field("n_documents", pa.int64(), nullable=False),
         pa.field("n_tokens", pa.int64(), nullable=False),
         pa.field("rank", pa.int32(), nullable=False),  # 1 = the most influential source for this target
+        # optimizer steps of the unlearning this row measures (UnTrac: the source's; UnTrac-Inv: the target's)
+        pa.field("unlearn_steps", pa.int32()),
     ]
 )
 
