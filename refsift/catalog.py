@@ -28,6 +28,7 @@ made from this very run. Errors name files, never their contents.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -188,10 +189,16 @@ def _selection_home(run: Path, directory: Path) -> Path | None:
     found = rundir.marker(str(home))
     if not found or found.get("kind") != "selection" or found.get("status") != "complete":
         return None
-    made_from = (rundir.read_json(str(home / "selection.json")) or {}).get("run")
-    if not isinstance(made_from, str) or Path(made_from).resolve() != run:
-        return None
-    return home
+    record = rundir.read_json(str(home / "selection.json")) or {}
+    made_from, digest = record.get("run"), record.get("run_manifest_sha256")
+    if isinstance(made_from, str) and Path(made_from).resolve() == run:
+        return home
+    # "run" is the path as the user gave it, relative to where select ran: the manifest's digest
+    # says the same wherever the command runs now
+    manifest = run / "manifest.json"
+    if isinstance(digest, str) and manifest.is_file() and hashlib.sha256(manifest.read_bytes()).hexdigest() == digest:
+        return home
+    return None
 
 
 def table_files(run: Path, name: str, pattern: str) -> list[str]:

@@ -33,5 +33,7 @@ def open_page(path: Path) -> dict:
         seen["title"] = page.title()
         page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
         seen["unfolded_text"] = page.inner_text("body")  # as shown once every <details> is opened
+        # how far the page runs past the window's width (0: it fits)
+        seen["overflow"] = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         browser.close()
     return seen

@@ -97,6 +97,19 @@ def test_counts_are_conserved_and_the_report_shows_the_differences(planted):
     assert "The largest clusters" in seen["text"] and "estimated Jaccard" in seen["text"]
     html = (d / "dedup" / "report.html").read_text()
     assert "<ins>" in html and "<del>" in html
+    assert "an exact copy: identical" in seen["text"]  # named, not printed again beside the kept document
+
+
+def test_the_page_shows_only_what_differs():
+    from refsift.pages.dedup import CONTEXT, marked
+
+    words = [f"w{i}" for i in range(100)]
+    kept, copy = " ".join(words), " ".join(words[:50] + ["changed"] + words[51:])
+    left, right = marked(kept, copy)
+    assert "<del>w50 </del>" in left and "<ins>changed </ins>" in right
+    shown = [w for w in words if f"{w} " in left.replace("<del>", "").replace("</del>", "")]
+    assert shown == words[50 - CONTEXT : 51 + CONTEXT]  # the shared text cut to CONTEXT words each side
+    assert marked(kept, "  " + kept.replace(" ", "\n")) is None  # the same words, spacing aside
 
 
 def test_score_skips_the_copies_and_refuses_a_dedup_of_other_inputs(planted, prose_model, tmp_path, capsys):

@@ -97,3 +97,5 @@ def test_run_report_and_index_render_offline(result):
     for finding in numbers["findings"].values():
         assert " ".join(finding.split()) in " ".join(index.split())
     assert "invalid_json" in seen["text"] and "selection_mix" in seen["text"]
+    made = f"Made by refsift select {out}/run --out {out}/mix --tokens excess --ratio 0.6"
+    assert made in seen["text"] and "--mix math=0.4,prose=0.3,code=0.15,drama=0.15" in seen["text"]

@@ -165,3 +165,17 @@ def test_scatter_axes_carry_tick_labels():
     svg = h.scatter([(2.1, 2.5), (3.9, 3.0)], x_label="nll_model", y_label="nll_reference")
     assert svg.count("text-anchor='middle'>") >= 4 and ">3<" in svg and ">2.5<" in svg
     assert h.ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] and h.ticks(1.0, 1.0) == []
+
+
+def test_unbroken_text_in_a_table_wraps_inside_the_page(tmp_path):
+    unbroken = "¡" + "x" * 3000  # a generated sample without a space
+    groups = [
+        {"target": ["s1"], "other": [], "share_target": 1.0, "share_other": 0.0, "top_terms": []},
+    ]
+    by_id = {"s1": {"text": unbroken, "mean_contrast": 1.0}}
+    body = novelty_report._groups_table(groups, by_id) + h.table(["id", "text"], [["a", unbroken]])
+    page = tmp_path / "wide.html"
+    page.write_text(h.page("wide", body), encoding="utf-8")
+    seen = open_page(page)
+    assert seen["overflow"] <= 0, seen["overflow"]  # nothing runs past the window
+    assert "none stand out" in seen["text"]  # a group without characteristic n-grams says so

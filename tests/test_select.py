@@ -329,3 +329,15 @@ def test_finetune_lowers_loss_and_checkpoints_score_as_finetuned(run_dir, tmp_pa
     )
     novelty, lp = query(out, "SELECT avg(novelty), avg(learning_percentage) FROM examples")[0]
     assert novelty > 0.2 and 0 < lp < 1.5
+
+
+def test_a_selection_made_with_a_relative_path_is_read_from_anywhere(run_dir, tmp_path, monkeypatch):
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / "work" / "run")
+    monkeypatch.chdir(run.parent)
+    select(SelectConfig(run="run", out="mix", budget="50%"))  # selection.json records "run", as given
+    query = "SELECT count(DISTINCT doc_id) FROM selection_mix"
+    here = catalog.query("run", query)[1][0][0]
+    monkeypatch.chdir(tmp_path)  # where "run" names nothing: the manifest's digest ties the two
+    assert here > 0 and catalog.query(str(run), query)[1][0][0] == here

@@ -21,25 +21,44 @@ DIFF_STYLE = """
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }
 ins { background: rgba(38,139,210,.25); text-decoration: none; }
 del { background: rgba(220,50,47,.25); text-decoration: none; }
+.gap { color: #888; }
 """
 
 
-def marked(kept: str, other: str) -> tuple[str, str]:
+CONTEXT = 6  # words of shared text kept on each side of a difference
+GAP = "<span class='gap'> … </span>"
+
+
+def marked(kept: str, other: str) -> tuple[str, str] | None:
     """Both texts escaped, the words only one of them has marked: <del> in the kept
-    document, <ins> in the other. Words are compared without their whitespace, so a copy
-    that differs only in spacing or line breaks shows nothing marked."""
+    document, <ins> in the other, and the text they share cut to `CONTEXT` words beside
+    each difference. None when they hold the same words: words are compared without their
+    whitespace, so a copy that differs only in spacing or line breaks is the same."""
     a, b = _WORDS.findall(kept), _WORDS.findall(other)
-    left, right = [], []
     matcher = difflib.SequenceMatcher(None, [w.strip() for w in a], [w.strip() for w in b], autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        x, y = h.esc("".join(a[i1:i2])), h.esc("".join(b[j1:j2]))
+    opcodes = matcher.get_opcodes()
+    if all(op == "equal" for op, *_ in opcodes):
+        return None
+    left, right = [], []
+    for k, (op, i1, i2, j1, j2) in enumerate(opcodes):
         if op == "equal":
-            left.append(x)
-            right.append(y)
-        else:
-            left.append(f"<del>{x}</del>" if x else "")
-            right.append(f"<ins>{y}</ins>" if y else "")
+            shared = _shared(a[i1:i2], first=k == 0, last=k == len(opcodes) - 1)
+            left.append(shared)
+            right.append(shared)
+            continue
+        x, y = h.esc("".join(a[i1:i2])), h.esc("".join(b[j1:j2]))
+        left.append(f"<del>{x}</del>" if x else "")
+        right.append(f"<ins>{y}</ins>" if y else "")
     return "".join(left), "".join(right)
+
+
+def _shared(words: list[str], *, first: bool, last: bool) -> str:
+    """Shared words, escaped: only the `CONTEXT` next to a difference on either side."""
+    head = [] if first else words[:CONTEXT]
+    tail = [] if last else words[-CONTEXT:]
+    if len(head) + len(tail) >= len(words):
+        return h.esc("".join(words))
+    return (h.esc("".join(head)) if head else "") + GAP + (h.esc("".join(tail)) if tail else "")
 
 
 def render(run_dir: str) -> str:
@@ -63,11 +82,16 @@ def render(run_dir: str) -> str:
             kept_head = rows[0][5][:CHARS]
             pairs = []
             for doc_id, source, _, exact, jaccard, head in rows[1:]:
-                left, right = marked(kept_head, head[:CHARS])
+                diff = None if exact else marked(kept_head, head[:CHARS])
                 how = "an exact copy" if exact else f"estimated Jaccard {jaccard:.2f}" if jaccard is not None else ""
+                meta = f"<div class='meta'>{h.user(doc_id)} · {h.user(source)} · {how}"
+                if diff is None:  # nothing to show beside the kept document
+                    same = "identical" if exact else f"the same words in the first {CHARS} characters"
+                    pairs.append(f"{meta}: {same}</div>")
+                    continue
                 pairs.append(
-                    f"<div class='meta'>{h.user(doc_id)} · {h.user(source)} · {how}</div>"
-                    f"<div class='pair'><div class='tokens'>{left}</div><div class='tokens'>{right}</div></div>"
+                    f"{meta}</div><div class='pair'><div class='tokens'>{diff[0]}</div>"
+                    f"<div class='tokens'>{diff[1]}</div></div>"
                 )
             parts.append(
                 f"<details open><summary><b>{h.user(cluster_id)}</b> and {size - 1} copies "
@@ -87,7 +111,8 @@ def render(run_dir: str) -> str:
         "documents.</p><h2>Cluster sizes</h2>"
         + h.table(["documents in the cluster", "clusters"], [list(r) for r in sizes])
         + "<h2>The largest clusters</h2><p>Each copy beside the kept document (left): words only the kept "
-        "document has are marked red, words only the copy has blue.</p>" + ("".join(parts) or "<p>No duplicates.</p>")
+        f"document has are marked red, words only the copy has blue, shared text cut to {CONTEXT} words beside "
+        "each difference (…); an exact copy is only named.</p>" + ("".join(parts) or "<p>No duplicates.</p>")
     )
     return h.page("refsift dedup", body, style=DIFF_STYLE)
 

@@ -25,7 +25,8 @@ STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
        color: #1d1d1f; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: .5em 0; } td, th { padding: .2em .6em; border-bottom: 1px solid #eee; }
+table { border-collapse: collapse; margin: .5em 0; max-width: 100%; }
+td, th { padding: .2em .6em; border-bottom: 1px solid #eee; } td:not(.num) { overflow-wrap: anywhere; }
 th { text-align: left; background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .sample { border: 1px solid #e3e3e3; border-radius: 6px; padding: .6em .8em; margin: .6em 0; }
 .meta { color: #666; font-size: .9em; margin-bottom: .3em; }

@@ -281,8 +281,8 @@ def _groups_table(groups: list[dict], by_id: dict) -> str:
         cut = example[:200] + ("…" if len(example) > 200 else "")
         gap = f"{g['share_target'] - g['share_other']:+.0%}"
         spread = h.interval(*(g.get("gap_interval") or (None, None)), "{:+.0%}")
-        rows.append([k, f"{g['share_target']:.0%}", f"{g['share_other']:.0%}", gap, spread,
-                     ", ".join(g["top_terms"][:5]), cut])  # fmt: skip
+        terms = ", ".join(g["top_terms"][:5]) or "none stand out against the other groups"
+        rows.append([k, f"{g['share_target']:.0%}", f"{g['share_other']:.0%}", gap, spread, terms, cut])
     columns = ["group", "CGE samples", "plain samples", "difference", "90% interval"]
     return h.table([*columns, "characteristic character n-grams", "e.g."], rows)
 

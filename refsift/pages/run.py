@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 
 from refsift import catalog, rundir
@@ -160,7 +161,25 @@ def _extremes(con, columns: list[str], has_reference: bool, per_end: int) -> str
     return "".join(parts)
 
 
-def _selections(con) -> str:
+def _selection_command(run_dir: str, view: str) -> str:
+    """The `refsift select` command that makes a selection, from the settings its
+    selection.json records (the same whether it ran from the CLI, the demo or the API)."""
+    patterns = {name: pattern for name, pattern, _ in catalog.metadata(run_dir)[0]}
+    if view not in patterns:
+        return ""
+    try:
+        settings = json.loads((Path(run_dir, patterns[view]).parent.parent / "selection.json").read_text())["settings"]
+        words = ["refsift", "select", str(settings["run"]), "--out", str(settings["out"])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    for key, value in settings.items():
+        if key in ("run", "out") or value is None or value is False or value in ("", [], ()):
+            continue
+        words += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return f"<p>Made by <code>{h.user(shlex.join(words))}</code></p>"
+
+
+def _selections(con, run_dir: str) -> str:
     views = [
         v
         for (v,) in con.execute(
@@ -184,7 +203,7 @@ def _selections(con) -> str:
             ["source", "documents", "tokens", "labelled tokens", "share of labelled"],
             [[s, d, t, n, f"{n / total:.1%}"] for s, d, t, n in rows],
         )
-        parts.append(f"<h3>{h.esc(view)}</h3>{table}")
+        parts.append(f"<h3>{h.esc(view)}</h3>{_selection_command(run_dir, view)}{table}")
     return "".join(parts)
 
 
@@ -227,7 +246,7 @@ def render(run_dir: str, *, per_end: int = 3) -> str:
         if has_reference:
             body.append(_scatter(con, sources))
         body += ["<h2>Top and bottom documents</h2>", _extremes(con, columns, has_reference, per_end)]
-        body += ["<h2>Selections</h2>", _selections(con)]
+        body += ["<h2>Selections</h2>", _selections(con, run_dir)]
         return h.page(f"refsift run report: {Path(run_dir).resolve().name}", "\n".join(body))
     finally:
         con.close()
