@@ -180,11 +180,15 @@ def _links(path: Path, root: Path) -> bool:
     return True  # not below root at all
 
 
-def _selection_home(run: Path, directory: Path) -> Path | None:
+CLUSTERS_FILE = "clusters.parquet"  # a --per-cluster selection's clusters, beside its data folder
+
+
+def _selection_home(run: Path, directory: Path, file: str) -> Path | None:
     """The selection a table outside the run lives in: `directory` must be the `data`
-    folder of a complete refsift selection made from this run."""
-    home = directory.parent
-    if directory.name != "data" or home.is_symlink() or directory.is_symlink():
+    folder of a complete refsift selection made from this run, or the selection itself for
+    its clusters file."""
+    home = directory.parent if directory.name == "data" else directory if file == CLUSTERS_FILE else None
+    if home is None or home.is_symlink() or directory.is_symlink():
         return None
     found = rundir.marker(str(home))
     if not found or found.get("kind") != "selection" or found.get("status") != "complete":
@@ -216,7 +220,7 @@ def table_files(run: Path, name: str, pattern: str) -> list[str]:
     inside = directory == run or run in directory.parents
     if not inside and not directory.exists() and not directory.is_symlink():
         return []  # a selection moved or deleted since: nothing to read, nothing to refuse
-    root = run if inside else _selection_home(run, directory)
+    root = run if inside else _selection_home(run, directory, os.path.basename(pattern))
     if root is None:
         raise refuse("leads out of the run directory")
     files = []

@@ -176,11 +176,26 @@ def test_per_cluster_takes_the_budget_share_of_every_cluster(run_dir, tmp_path, 
     clusters = dict(zip(table["doc_id"].to_pylist(), table["cluster"].to_pylist()))
     rows = query(run_dir, "SELECT doc_id, source, n_tokens, excess_loss FROM examples WHERE doc_id != 'pdup'")
     assert set(clusters) == {r[0] for r in rows} and record["clusters"]["documents"] == 260  # the copy left out
+    assert dict(query(run_dir, "SELECT doc_id, cluster FROM clusters_clustered")) == clusters  # a catalog view
     # The clusters follow what the documents are: none mixes prose and code.
     by_cluster = {c: [r for r in rows if clusters[r[0]] == c] for c in set(clusters.values())}
     for members in by_cluster.values():
         kinds = Counter(r[1] for r in members)
         assert min(kinds["prose"], kinds["code"]) <= 0.05 * len(members), kinds
+    # selection.json says how balanced the clusters are and how they follow the sources, counted here again
+    profile = record["clusters"]
+    for cluster, members in by_cluster.items():
+        (source, top), size = Counter(r[1] for r in members).most_common(1)[0], len(members)
+        assert profile["by_cluster"][cluster] == {"documents": size, "top_source": source, "purity": top / size}
+    sizes = [len(m) for m in by_cluster.values()]
+    assert (profile["smallest"], profile["largest"]) == (min(sizes), max(sizes))
+    shares = [n / sum(sizes) for n in sizes]
+    assert profile["effective_clusters"] == pytest.approx(math.exp(-sum(q * math.log(q) for q in shares)))
+    purity = sum(Counter(r[1] for r in m).most_common(1)[0][1] for m in by_cluster.values()) / 260
+    assert profile["purity"] == pytest.approx(purity)
+    assert cli.main(["report", str(run_dir)]) == 0
+    page = (run_dir / "report.html").read_text()
+    assert f"as balanced as {profile['effective_clusters']:.1f} equal clusters" in page
     chosen = {r[0] for r in query(run_dir, "SELECT DISTINCT doc_id FROM selection_clustered")}
     for cluster, members in by_cluster.items():
         tokens = sum(r[2] for r in members)

@@ -15,7 +15,8 @@ def add(sub) -> None:
         "share a band (connected components: A~B and B~C are one cluster) and exact copies, and one document kept per "
         "cluster. Writes DIR/duplicates (doc_id, cluster_id, cluster_size, kept, exact, estimated Jaccard to the kept "
         "document), DIR/documents, DIR/rejected, a catalog for refsift sql, and DIR/report.html with the largest "
-        "clusters side by side. refsift score --dedup DIR (and classify, distill, select) then skips the copies. "
+        "clusters, each copy beside the kept document with only what differs shown (an exact copy is named). "
+        "refsift score --dedup DIR (and classify, distill, select) then skips the copies. "
         "The defaults are datatrove's: word 5-grams, 14 bands of 8 rows (pairs with Jaccard 0.8 are found 92% of "
         "the time, 0.72 half the time). The engine of refsift score: tasks, chunks, --resume, locks; unknown "
         "options are Beam pipeline options.",

@@ -106,6 +106,8 @@ def run(args, beam_args: list[str]) -> None:
         c = record["clusters"]
         print(f"{len(c['sizes'])} clusters of the {c['documents']} candidates ({c['embedding']}), each giving the "
               f"budget's share of its tokens: {args.out}/clusters.parquet")  # fmt: skip
+        print(f"clusters of {c['smallest']} to {c['largest']} documents, as balanced as {c['effective_clusters']:.1f} "
+              f"equal ones; {c['purity']:.0%} of the documents share their cluster's most common source")  # fmt: skip
     if "threshold" in record:
         print(f"global excess-loss threshold: {record['threshold']:.4f}")
     if record["export"] == "documents":

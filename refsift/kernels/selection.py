@@ -153,3 +153,31 @@ def plan_mixture(available: dict[str, int], shares: dict[str, float], total: int
             left -= available[source]
             del open_shares[source]
     return plan
+
+
+def cluster_profile(clusters: list[str], sources: list[str]) -> dict:
+    """How balanced a split into clusters is and how well it follows the sources: each
+    cluster's size, its most common source and that source's share (purity); over all, the
+    sizes' range, the effective number of clusters (exp of the entropy of their sizes: k
+    for equal sizes, near 1 when one cluster holds almost everything) and the purity
+    weighted by size. `clusters[i]` and `sources[i]` belong to one document."""
+    from collections import Counter
+
+    by_cluster: dict[str, Counter] = {}
+    for cluster, source in zip(clusters, sources):
+        by_cluster.setdefault(cluster, Counter())[source] += 1
+    n = len(clusters)
+    rows = {}
+    for cluster, counts in sorted(by_cluster.items()):
+        source, top = counts.most_common(1)[0]
+        size = sum(counts.values())
+        rows[cluster] = {"documents": size, "top_source": source, "purity": top / size}
+    sizes = [r["documents"] for r in rows.values()]
+    entropy = -sum(s / n * math.log(s / n) for s in sizes) if n else 0.0
+    return {
+        "largest": max(sizes, default=0),
+        "smallest": min(sizes, default=0),
+        "effective_clusters": math.exp(entropy) if n else 0.0,
+        "purity": sum(r["purity"] * r["documents"] for r in rows.values()) / n if n else 0.0,
+        "by_cluster": rows,
+    }

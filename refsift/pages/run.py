@@ -161,22 +161,40 @@ def _extremes(con, columns: list[str], has_reference: bool, per_end: int) -> str
     return "".join(parts)
 
 
-def _selection_command(run_dir: str, view: str) -> str:
+def _selection_record(run_dir: str, view: str) -> dict:
+    """The selection.json beside a selection's export ({} when it cannot be read)."""
+    patterns = {name: pattern for name, pattern, _ in catalog.metadata(run_dir)[0]}
+    try:
+        record = json.loads((Path(run_dir, patterns[view]).parent.parent / "selection.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _selection_command(settings: dict) -> str:
     """The `refsift select` command that makes a selection, from the settings its
     selection.json records (the same whether it ran from the CLI, the demo or the API)."""
-    patterns = {name: pattern for name, pattern, _ in catalog.metadata(run_dir)[0]}
-    if view not in patterns:
-        return ""
-    try:
-        settings = json.loads((Path(run_dir, patterns[view]).parent.parent / "selection.json").read_text())["settings"]
-        words = ["refsift", "select", str(settings["run"]), "--out", str(settings["out"])]
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
+    words = ["refsift", "select", str(settings["run"]), "--out", str(settings["out"])]
     for key, value in settings.items():
         if key in ("run", "out") or value is None or value is False or value in ("", [], ()):
             continue
         words += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     return f"<p>Made by <code>{h.user(shlex.join(words))}</code></p>"
+
+
+def _clusters(c: dict) -> str:
+    """A --per-cluster selection's clusters: how balanced, and how they follow the sources."""
+    if "by_cluster" not in c:
+        return ""
+    table = h.table(
+        ["cluster", "documents", "most common source", "its share"],
+        [[name, r["documents"], r["top_source"], f"{r['purity']:.0%}"] for name, r in c["by_cluster"].items()],
+    )
+    return (
+        f"<p>{c['k']} clusters of {c['documents']} candidates ({h.esc(c['embedding'])}): {c['smallest']} to "
+        f"{c['largest']} documents, as balanced as {c['effective_clusters']:.1f} equal clusters; "
+        f"{c['purity']:.0%} of the documents share their cluster's most common source.</p>{table}"
+    )
 
 
 def _selections(con, run_dir: str) -> str:
@@ -203,7 +221,10 @@ def _selections(con, run_dir: str) -> str:
             ["source", "documents", "tokens", "labelled tokens", "share of labelled"],
             [[s, d, t, n, f"{n / total:.1%}"] for s, d, t, n in rows],
         )
-        parts.append(f"<h3>{h.esc(view)}</h3>{_selection_command(run_dir, view)}{table}")
+        record = _selection_record(run_dir, view)
+        made = _selection_command(record["settings"]) if isinstance(record.get("settings"), dict) else ""
+        clusters = _clusters(record["clusters"]) if isinstance(record.get("clusters"), dict) else ""
+        parts.append(f"<h3>{h.esc(view)}</h3>{made}{table}{clusters}")
     return "".join(parts)
 
 

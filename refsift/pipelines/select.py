@@ -249,11 +249,12 @@ def cluster_candidates(cfg: SelectConfig, removed: str | None, path: str):
         columns = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE examples)").fetchall()}
         prompt = "e.prompt" if "prompt" in columns else "NULL"
         rows = con.execute(
-            f"SELECT c.doc_id, e.text, {prompt} FROM candidates c JOIN examples e USING (doc_id) ORDER BY c.doc_id"
+            f"SELECT c.doc_id, e.text, {prompt}, e.source FROM candidates c JOIN examples e USING (doc_id) "
+            "ORDER BY c.doc_id"
         ).fetchall()
     ids = [doc_id for doc_id, *_ in rows]
     # Small2Large embeds an instruction pair as "Instruction: ... Response: ..."; other documents as they are.
-    texts = [t if p is None else f"Instruction: {p.strip()} Response: {t[len(p) :].strip()}" for _, t, p in rows]
+    texts = [t if p is None else f"Instruction: {p.strip()} Response: {t[len(p) :].strip()}" for _, t, p, _ in rows]
     vectors, method = analysis.embed(texts, dim=HASHED_DIMENSIONS)
     labels = analysis.kmeans(vectors, cfg.per_cluster, seed=cfg.seed) if rows else []
     width = len(str(cfg.per_cluster - 1))
@@ -261,7 +262,8 @@ def cluster_candidates(cfg: SelectConfig, removed: str | None, path: str):
     table = pa.table({"doc_id": ids, "cluster": names}, schema=CLUSTERS_SCHEMA)
     write_table(table, path)
     sizes = dict(sorted(Counter(names).items()))
-    return table, {"k": cfg.per_cluster, "embedding": method, "documents": len(ids), "sizes": sizes}
+    profile = selection.cluster_profile(names, [source for *_, source in rows])
+    return table, {"k": cfg.per_cluster, "embedding": method, "documents": len(ids), "sizes": sizes, **profile}
 
 
 def choose_documents(
@@ -515,7 +517,7 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
         removed = deduplicate(cfg, out, beam_args)
         clusters, table, clustered = None, None, None
         if cfg.per_cluster:
-            clusters = f"{out}/clusters.parquet"
+            clusters = f"{out}/{catalog.CLUSTERS_FILE}"
             table, clustered = cluster_candidates(cfg, removed, clusters)
         fixed = launcher_plan(cfg, removed, table) if rundir.is_local(cfg.run) else None
         pipeline = beam.Pipeline(options=options)
@@ -547,8 +549,11 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
         }
         rundir.write_json(f"{out}/selection.json", record)
         if rundir.is_local(cfg.run) and rundir.is_local(out) and cfg.format != "hf":
-            relative = os.path.relpath(Path(out, "data").resolve(), Path(cfg.run).resolve())
+            relative = os.path.relpath(Path(out).resolve(), Path(cfg.run).resolve())
             fmt = "json" if cfg.format == "jsonl" else "parquet"
-            catalog.register_table(cfg.run, cfg.view_name, f"{relative}/*.{cfg.format}", fmt)
+            catalog.register_table(cfg.run, cfg.view_name, f"{relative}/data/*.{cfg.format}", fmt)
+            if clusters:
+                name = cfg.view_name.replace("selection_", "clusters_", 1)
+                catalog.register_table(cfg.run, name, f"{relative}/{catalog.CLUSTERS_FILE}")
         claim.complete()
     return record
