@@ -90,3 +90,32 @@ def test_the_line_follows_stderr_as_the_job_redirects_it(tmp_path, capsys, monke
     shown = terminal.getvalue().splitlines()
     assert shown and shown[0].startswith("classifying 40% · records 4/10 · model 400 tok"), shown
     assert capsys.readouterr().err == ""
+
+
+def test_a_resumed_run_says_this_attempts_time_and_counts_in_words():
+    from refsift.cli.common import seconds
+    from refsift.terminal import plural
+
+    assert seconds({"wall_time_s": 12.34}) == "12.3 s"
+    resumed = {"wall_time_s": 373.2, "attempt_wall_time_s": 153.0, "resumed": 1}
+    assert seconds(resumed) == "153.0 s (this attempt; 373.2 s over 2 attempts)"
+    assert (plural(1, "chunk"), plural(3, "chunk"), plural(1200, "chunk")) == ("1 chunk", "3 chunks", "1,200 chunks")
+
+
+def test_training_lines_come_every_tenth_at_most_every_interval_and_at_the_end(tmp_path, monkeypatch):
+    clock = iter(float(t) for t in range(1000))
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))  # one second per call
+    log = progress.StepLog("finetune", 100, min_interval=25, path=tmp_path / "train.log")
+    for step in range(1, 101):
+        log(step, loss=5.0 - step / 50, lr=1e-4, tokens=1000)
+    steps = [int(line.split("step ")[1].split("/")[0]) for line in log.lines]
+    # every 10 steps is due, but 25 s must pass between lines; the last step always has its line
+    assert steps == [30, 60, 90, 100], log.lines
+    assert (
+        log.lines[-1].startswith("finetune: step 100/100 · loss 3.0000 · lr 1.00e-04 · ") and "done in" in log.lines[-1]
+    )
+    assert (tmp_path / "train.log").read_text().splitlines() == log.lines
+    every = progress.StepLog("unlearn", 20, every=5)
+    for step in range(1, 21):
+        every(step, loss=1.0, lr=1e-4, tokens=10)
+    assert [line.split(" · ")[0] for line in every.lines] == [f"unlearn: step {n}/20" for n in (5, 10, 15, 20)]
