@@ -239,7 +239,8 @@ class StepLog:
             return
         elapsed = now - self._started
         speed = f"{_number(self._tokens / max(elapsed, 1e-9))} tok/s"
-        when = f"done in {_duration(elapsed)}" if last else f"ETA {_duration(elapsed * (self.steps - step) / step)}"
+        took = f"{elapsed:.1f}s" if elapsed < 10 else _duration(elapsed)
+        when = f"done in {took}" if last else f"ETA {_duration(elapsed * (self.steps - step) / step)}"
         line = f"{self.what}: step {step}/{self.steps} · loss {loss:.4f} · lr {lr:.2e} · {speed} · {when}"
         self.lines.append(line)
         self._shown = now
