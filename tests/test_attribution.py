@@ -244,6 +244,8 @@ def test_a_disagreement_between_the_methods_is_the_finding():
     assert rho["spearman"] == pytest.approx(-1.0) and not rho["agree"]  # reversed rankings
     text = methods_finding(rho)
     assert text.startswith("UnTrac and UnTrac-Inv disagree: UnTrac-Inv puts a first, UnTrac puts c first")
-    assert "act on neither ranking alone" in text
+    assert "act on neither ranking alone" in text and "--unlearn-steps equal" not in text  # no steps recorded
+    unequal = [{**r, "unlearn_steps": 10 * r["rank"]} for r in rows("untrac", "cba")]
+    assert "--unlearn-steps equal" in methods_finding(agreement(rows("untrac-inv", "abc") + unequal)[0])
     same = agreement(rows("untrac-inv", "abcd") + rows("untrac", "abdc"))[0]
     assert same["agree"] and same["spearman"] == pytest.approx(1 - 6 * 2 / (4 * 15))

@@ -179,3 +179,12 @@ def test_unbroken_text_in_a_table_wraps_inside_the_page(tmp_path):
     seen = open_page(page)
     assert seen["overflow"] <= 0, seen["overflow"]  # nothing runs past the window
     assert "none stand out" in seen["text"]  # a group without characteristic n-grams says so
+
+
+def test_an_attribution_finding_never_names_a_teacher_whose_influence_is_below_zero():
+    rows = [
+        {"source": "prose", "influence": -0.033, "influence_low": -0.036, "influence_high": -0.031, "p_first": 1.0},
+        {"source": "forum", "influence": -0.144, "influence_low": -0.145, "influence_high": -0.142, "p_first": 0.0},
+    ]
+    text = attribution_page.finding(rows)
+    assert text.startswith("No source raised the measured loss when unlearned") and "taught it most" not in text

@@ -42,10 +42,13 @@ def methods_finding(agreement: dict) -> str:
         source = next(iter(first.values()))
         return f"UnTrac and UnTrac-Inv agree: {source} first by both (Spearman {rho:+.2f} between their rankings)."
     each = ", ".join(f"{NAMES[m]} puts {source} first" for m, source in first.items())
+    if agreement.get("equal_steps", True):
+        advice = "measure more documents (--source-samples, --target-samples)"
+    else:
+        advice = "try equal unlearning steps (--unlearn-steps equal) and more documents"
     return (
         f"UnTrac and UnTrac-Inv disagree: {each} (Spearman {rho:+.2f} between their rankings). Their intervals "
-        "resample documents and cannot see this: act on neither ranking alone; try equal unlearning steps "
-        "(--unlearn-steps equal) and more documents."
+        f"resample documents and cannot see this: act on neither ranking alone; {advice}."
     )
 
 
@@ -55,6 +58,11 @@ def _ranking(rows: list[dict]) -> str:
     if p is None:  # written before refsift measured spreads
         return f"{top['source']} ranks first (influence {top['influence']:+.3f} nats per token)."
     spread = f"influence {top['influence']:+.3f} nats per token, 90% interval {h.interval(low, high)}"
+    if high is not None and high < 0:  # unlearning every source lowered the measured loss
+        return (
+            f"No source raised the measured loss when unlearned: even the highest influence, {top['source']}'s "
+            f"({spread}), is below zero. By this measure none of them taught it what the target shows."
+        )
     if len(rows) > 1 and p < SETTLED:
         contenders = sorted(rows, key=lambda r: -(r.get("p_first") or 0))[:3]
         shares = ", ".join(f"{r['source']} {r['p_first']:.0%}" for r in contenders)

@@ -295,12 +295,14 @@ def agreement(attribution: list[dict]) -> list[dict]:
         n = len(ranks[METHODS[0]])
         d2 = sum((ranks[METHODS[0]][s] - ranks[METHODS[1]][s]) ** 2 for s in ranks[METHODS[0]])
         first = {method: min(r, key=r.get) for method, r in ranks.items()}
+        steps = {r.get("unlearn_steps") for r in attribution if r["target"] == target and r["method"] == "untrac"}
         out.append(
             {
                 "target": target,
                 "first": first,
                 "spearman": 1 - 6 * d2 / (n * (n * n - 1)) if n > 1 else 1.0,
                 "agree": len(set(first.values())) == 1,
+                "equal_steps": len(steps) == 1,  # UnTrac unlearned every source for as many steps
             }
         )
     return out
