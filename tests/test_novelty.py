@@ -1,7 +1,10 @@
 """Contrastive decoding, iterative CGE, extract mode and the novelty report."""
 
+import contextlib
+import io
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -177,10 +180,22 @@ def report_dir(tmp_path_factory, prose_model, code_finetuned):
     docs.append({"id": "novel", "text": held_out("code", 1)[0]})
     docs.append({"id": "evil", "text": "<script>alert(1)</script> " + held_out("prose", 1, start=160)[0]})
     write_jsonl(d / "candidates.jsonl", docs)
-    assert cli.main(["novelty", "--base", prose_model, "--finetuned", code_finetuned, "--out", str(d / "report"),
-                     "--num-samples", "6", "--max-new-tokens", "32", "--data", str(d / "candidates.jsonl"),
-                     "--iterative", "--lr", "1e-3", "--update-steps", "2"]) == 0  # fmt: skip
+    with pytest.MonkeyPatch.context() as env, contextlib.redirect_stderr(io.StringIO()) as err:
+        env.setenv("REFSIFT_PROGRESS_EVERY", "0.1")  # the sampling line in a log, often enough to be seen here
+        assert cli.main(["novelty", "--base", prose_model, "--finetuned", code_finetuned, "--out", str(d / "report"),
+                         "--num-samples", "6", "--max-new-tokens", "32", "--data", str(d / "candidates.jsonl"),
+                         "--iterative", "--lr", "1e-3", "--update-steps", "2"]) == 0  # fmt: skip
+    (d / "stderr.txt").write_text(err.getvalue())
     return d / "report"
+
+
+def test_sampling_shows_its_progress(report_dir):
+    lines = [
+        line for line in (report_dir.parent / "stderr.txt").read_text().splitlines() if line.startswith("sampling")
+    ]
+    assert lines and all(re.match(r"sampling \d+% · samples \d+/18 · sampled [\d,.k]+ tok", line) for line in lines)
+    assert lines[-1].startswith("sampling 100% · samples 18/18"), lines  # 6 iterative, 6 plain, 6 from the base
+    assert not (report_dir / "_progress").exists()
 
 
 def test_extract_mode_ranks_the_planted_novel_document_first(report_dir):
