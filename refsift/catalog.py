@@ -117,29 +117,83 @@ def _add_view(con, name: str, sql: str) -> None:
 
 def register_table(run_dir: str, name: str, pattern: str, fmt: str = "parquet") -> None:
     """Adds or replaces a file-backed table (a selection's export); `pattern` is relative
-    to the run directory (it may lead out of it, e.g. ../mix/data/*.parquet)."""
+    to the run directory (it may lead out of it, e.g. ../mix/data/*.parquet). The catalog
+    is checked as `metadata` reads it before refsift writes into it."""
+    metadata(run_dir)
     with _writable(run_dir) as con:
         _add_table(con, name, pattern, fmt)
 
 
-def register_view(run_dir: str, name: str, sql: str) -> None:
-    """Adds or replaces a derived view."""
-    with _writable(run_dir) as con:
-        _add_view(con, name, sql)
+def open_locked(path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+    """A DuckDB file someone else may have written, opened so that nothing in it can reach
+    outside: read only, no file or URL access, no extension loaded or installed, and the
+    configuration locked, all set before the file's first byte is read."""
+    return duckdb.connect(
+        str(path),
+        read_only=True,
+        config={
+            "enable_external_access": False,
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+            "lock_configuration": True,
+        },
+    )
 
 
 def metadata(run_dir: str) -> tuple[list[tuple], list[tuple]]:
-    """(tables: [(name, pattern, format)], views: [(name, sql)]) of a run's catalog."""
+    """(tables: [(name, pattern, format)], views: [(name, sql)]) of a run's catalog, read
+    through `open_locked` from the two tables refsift writes (a view in their place, which
+    would run its own SQL, is refused)."""
     path = Path(run_dir) / CATALOG
     if not path.is_file():
         raise RefsiftError(f"{run_dir} has no {CATALOG}: not a refsift run directory")
     try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            tables = con.execute(f"SELECT name, pattern, format FROM {TABLES_META} ORDER BY name").fetchall()
-            views = con.execute(f"SELECT name, sql FROM {VIEWS_META} ORDER BY position").fetchall()
+        with open_locked(path) as con:
+            base = {
+                n
+                for (n,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
+            }
+            for meta in (TABLES_META, VIEWS_META):
+                if meta not in base:
+                    raise RefsiftError(
+                        f"{path}: {meta} is not the table refsift writes; refusing to read this catalog (was the run "
+                        "directory copied from elsewhere?)"
+                    )
+            tables = con.execute(f"SELECT name, pattern, format FROM main.{TABLES_META} ORDER BY name").fetchall()
+            views = con.execute(f"SELECT name, sql FROM main.{VIEWS_META} ORDER BY position").fetchall()
     except duckdb.Error as err:
         raise RefsiftError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
     return tables, views
+
+
+def problems(run_dir: str) -> list[str]:
+    """What is wrong with a run's catalog, as lines (none when refsift could have written
+    it): metadata that is not refsift's tables, a table whose files lead out of the run or
+    through a link, a derived view that is not one SELECT."""
+    try:
+        tables, views = metadata(run_dir)
+    except RefsiftError as err:
+        return [str(err)]
+    found = []
+    run = Path(run_dir).resolve()
+    for name, pattern, fmt in tables:
+        if fmt not in FORMATS:
+            found.append(f"the catalog's table {name!r} has an unknown format {fmt!r}")
+            continue
+        try:
+            table_files(run, name, pattern)
+        except RefsiftError as err:
+            found.append(str(err))
+    found += [f"the catalog's view {name!r} is not one SELECT" for name, sql in views if not _one_select(sql)]
+    return found
+
+
+def _one_select(sql) -> bool:
+    try:
+        statements = duckdb.extract_statements(sql) if isinstance(sql, str) else []
+    except duckdb.Error:
+        return False
+    return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
 
 
 DEFAULT_MEMORY = "50%"  # of the machine's memory; DuckDB spills what does not fit
@@ -260,7 +314,15 @@ def connect(run_dir: str | os.PathLike, *, memory_limit: str = DEFAULT_MEMORY) -
                 ) from None
             con.register(name, dataset)
         for name, sql in views:
-            con.execute(f"CREATE VIEW {ident(name)} AS {sql}")
+            if not _one_select(sql):
+                raise RefsiftError(f"{run_dir}: the catalog's view {name!r} is not one SELECT; refusing to make it")
+            try:
+                con.execute(f"CREATE VIEW {ident(name)} AS {sql}")
+            except duckdb.Error as err:
+                raise RefsiftError(
+                    f"{run_dir}: the catalog's view {name!r} cannot be made here ({str(err).splitlines()[0][:200]}); "
+                    "was the run directory copied from elsewhere?"
+                ) from None
     except BaseException:
         con.close()
         raise

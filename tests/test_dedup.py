@@ -179,3 +179,16 @@ def test_components_and_band_edges_are_exact():
     assert members.tolist() == [10, 11, 12, 13, 30, 31] and roots.tolist() == [10, 10, 10, 10, 30, 30]
     chain = np.array([[i, i + 1] for i in range(1000)])[::-1]  # a long chain, given in the worst order
     assert set(minhash.clusters(chain)[1].tolist()) == {0}
+
+
+def test_a_copy_cannot_hide_behind_invisible_or_compatibility_characters():
+    text = held_out("prose", 1)[0]
+    hidden = {
+        "zero-width spaces": " ".join("\u200b".join(word) for word in text.split(" ")),
+        "soft hyphens and joiners": text.replace("e", "e\u00ad").replace("o", "\u200do"),
+        "fullwidth letters": "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text),
+    }
+    original = set(minhash.shingles(text, SETTINGS).tolist())
+    assert len(original) > 50
+    for how, copy in hidden.items():
+        assert copy != text and set(minhash.shingles(copy, SETTINGS).tolist()) == original, how

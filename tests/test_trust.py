@@ -427,3 +427,33 @@ def test_every_option_says_its_default_and_has_help():
             assert action.help, (name, action.option_strings)
             if action.default not in (None, False, [], ()):
                 assert "default" in action.help or f"(default {action.default})" in text, (name, action.option_strings)
+
+
+def test_a_doctored_catalog_runs_nothing_and_verify_names_it(trusted, tmp_path, capsys):
+    """A copied run's catalog.duckdb can say anything: the metadata table replaced by a view
+    over a file outside the run, or a derived view that reads one. Nothing of the file is
+    read, `sql` fails in one line, and `verify` says what is wrong."""
+    import duckdb
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-LINE\n")
+    for doctored in ("metadata", "view"):
+        run = copied(trusted, tmp_path / doctored)
+        with duckdb.connect(str(run / catalog.CATALOG)) as con:
+            reading = f"read_csv({catalog.literal(str(secret))}, header=false, columns={{'line': 'VARCHAR'}})"
+            leak = f"SELECT * FROM {reading}"
+            if doctored == "metadata":
+                con.execute(f"DROP TABLE {catalog.VIEWS_META}")
+                row = f"'leak' AS name, {catalog.literal(leak)} AS sql, 1 AS position"
+                con.execute(f"CREATE VIEW {catalog.VIEWS_META} AS SELECT {row} FROM {reading}")
+            else:
+                con.execute(f"INSERT INTO {catalog.VIEWS_META} VALUES ('leak', ?, 99)", [leak])
+        capsys.readouterr()
+        code = cli.main(["sql", str(run), "SELECT * FROM leak"])
+        out, err = capsys.readouterr()
+        assert code == 2 and "TOP-SECRET" not in out + err and len(err.strip().splitlines()) == 1, (doctored, err)
+        assert cli.main(["verify", str(run)]) == 1, doctored
+        out = capsys.readouterr().out
+        assert "sound" not in out and "TOP-SECRET" not in out, out
+        if doctored == "metadata":
+            assert f"{catalog.VIEWS_META} is not the table refsift writes" in out

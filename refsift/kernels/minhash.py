@@ -37,6 +37,7 @@ MERSENNE = np.uint64((1 << 61) - 1)
 BLOCK = 16_384
 _DIGITS = regex.compile(r"\p{Nd}+(?:[.,]\p{Nd}+)?")
 _MARKS = regex.compile(r"\p{Mn}+")
+_FORMAT = regex.compile(r"\p{Cf}+")
 _PUNCTUATION = regex.compile(r"[\p{P}\p{S}]")
 _SPACES = regex.compile(r"\s+")
 
@@ -78,8 +79,12 @@ class MinHashSettings:
 
 
 def simplify(text: str) -> str:
-    """Lower case, numbers to 0, punctuation and symbols to spaces, accents dropped,
-    whitespace folded: what makes near-copies look alike."""
+    """Compatibility forms folded (NFKC: fullwidth letters, ligatures) and invisible format
+    characters dropped (zero-width spaces and joiners, soft hyphens, direction marks), lower
+    case, numbers to 0, punctuation and symbols to spaces, accents dropped, whitespace
+    folded: what makes near-copies look alike, and what a copy cannot hide behind."""
+    if not text.isascii():
+        text = _FORMAT.sub("", unicodedata.normalize("NFKC", text))
     text = _DIGITS.sub("0", text.lower())
     if not text.isascii():
         text = _MARKS.sub("", unicodedata.normalize("NFD", text))
