@@ -198,6 +198,7 @@ def _one_select(sql) -> bool:
 
 DEFAULT_MEMORY = "50%"  # of the machine's memory; DuckDB spills what does not fit
 DEFAULT_TIMEOUT = 60.0  # seconds a query may run (refsift sql --timeout)
+MAX_TIMEOUT = 7 * 24 * 3600.0
 
 
 def confined(memory_limit: str = DEFAULT_MEMORY) -> duckdb.DuckDBPyConnection:
@@ -354,13 +355,25 @@ def execute(con: duckdb.DuckDBPyConnection, sql: str, params=None, *, timeout: f
     past `timeout` seconds (interrupted) become one-line RefsiftErrors. Returns (column
     names, rows)."""
     check_read_only(con, sql)
-    timer = threading.Timer(timeout, con.interrupt) if timeout else None
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+        raise RefsiftError(f"--timeout must be a number of seconds up to {MAX_TIMEOUT:g} (0: no limit)")
+    expired = threading.Event()
+
+    def stop():
+        expired.set()
+        con.interrupt()
+
+    timer = threading.Timer(timeout, stop) if timeout else None
     if timer:
         timer.start()
     try:
         result = con.execute(sql, params) if params is not None else con.execute(sql)
         return [d[0] for d in result.description], result.fetchall()
-    except duckdb.InterruptException:
+    except (duckdb.InterruptException, RuntimeError) as err:
+        if not expired.is_set():  # Ctrl-C, which DuckDB turns into its own exception
+            if isinstance(err, duckdb.InterruptException) or "interrupted" in str(err).lower():
+                raise KeyboardInterrupt from None
+            raise
         raise RefsiftError(f"the query ran longer than {timeout:g} s and was stopped (--timeout)") from None
     except duckdb.OutOfMemoryException:
         raise RefsiftError("the query needs more memory than --memory-limit allows, even spilling to disk") from None

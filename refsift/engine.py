@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import json
 import logging
 import platform
@@ -71,6 +72,26 @@ def _short_forms(beam_args: list[str]) -> list[str]:
     return out
 
 
+def _check_runner(name: str) -> None:
+    """Refuses, on the launcher, a --runner that is not a Beam runner: Beam would fail deep
+    inside the job, or import and call whatever a dotted name names."""
+    from apache_beam.runners.runner import PipelineRunner
+
+    known = {path.rsplit(".", 1)[-1].lower() for path in StandardOptions.ALL_KNOWN_RUNNERS}
+    if name.lower() in known or f"{name.lower()}runner" in known:
+        return
+    module, _, attribute = name.rpartition(".")
+    try:
+        runner = getattr(importlib.import_module(module), attribute) if module else None
+    except (ImportError, AttributeError, ValueError, TypeError):
+        runner = None
+    if not (isinstance(runner, type) and issubclass(runner, PipelineRunner)):
+        raise RefsiftError(
+            f"--runner {name}: not a Beam runner; use direct, dask, portable or dataflow (or the full name of a "
+            "PipelineRunner class)"
+        )
+
+
 def _register_runner_options(beam_args: list[str]) -> None:
     """A runner's own options are known to Beam once its module is imported (Dask's)."""
     runner = next((a.partition("=")[2] for a in beam_args if a.startswith("--runner=")), "")
@@ -92,6 +113,9 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """
     beam_args = _short_forms(beam_args)
     _register_runner_options(beam_args)
+    for arg in beam_args:
+        if arg.startswith("--runner="):
+            _check_runner(arg.partition("=")[2])
     parsers = []
     PipelineOptions(beam_args).get_all_options(add_extra_args_fn=parsers.append)
     _, unknown = parsers[0].parse_known_args(beam_args)

@@ -457,3 +457,48 @@ def test_a_doctored_catalog_runs_nothing_and_verify_names_it(trusted, tmp_path, 
         assert "sound" not in out and "TOP-SECRET" not in out, out
         if doctored == "metadata":
             assert f"{catalog.VIEWS_META} is not the table refsift writes" in out
+
+
+def test_bad_settings_and_broken_outputs_end_in_one_line_not_a_traceback(trusted, tmp_path, prose_model, capsys):
+    """Settings a worker would fail on are refused on the launcher, before a directory is
+    made; a reader that leaves, a full device and a page asked of the wrong directory each
+    end in at most one line."""
+    prose = str(trusted / "prose.jsonl")
+    refused = {
+        "runner": ["score", "--input", prose, "--model", prose_model, "--runner", "nosuch"],
+        "callable runner": ["score", "--input", prose, "--model", prose_model, "--runner=os.getcwd"],
+        "dedup seed": ["dedup", "--input", prose, "--seed", "-1"],
+        "dedup size": ["dedup", "--input", prose, "--bands", "100000", "--rows", "100000"],
+        "finetune lr": ["finetune", "--data", str(tmp_path), "--model", prose_model, "--lr", "nan"],
+    }
+    for name, argv in refused.items():
+        out = tmp_path / name.replace(" ", "_")
+        assert cli.main([*argv, "--out", str(out)]) == 2, name
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and not out.exists(), (name, err)
+    run = copied(trusted, tmp_path / "copy")
+    assert cli.main(["sql", str(run), "SELECT 1", "--timeout", "inf"]) == 2
+    assert "--timeout" in capsys.readouterr().err
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "roles"}))
+    assert cli.main(["report", str(run)]) == 2 and "classification run" in capsys.readouterr().err
+    dedup = tmp_path / "dedup"
+    assert cli.main(["dedup", "--input", prose, "--out", str(dedup)]) == 0
+    page = (dedup / "report.html").read_bytes()
+    assert cli.main(["report", str(dedup)]) == 2 and "has its page already" in capsys.readouterr().err
+    assert (dedup / "report.html").read_bytes() == page
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    for out in (mine, tmp_path):  # a file; a directory of the user's own
+        assert cli.main(["demo", "--out", str(out)]) == 2
+        assert "--out" in capsys.readouterr().err and mine.read_text() == "mine"
+
+    refsift = str(Path(sys.executable).with_name("refsift"))
+    query = [refsift, "sql", str(trusted / "run"), "SELECT * FROM token_scores"]
+    reader = subprocess.Popen(query, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.readline()
+    reader.stdout.close()  # as `| head -1` does
+    assert reader.wait() == 141 and reader.stderr.read() == b""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(query, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 1 and done.stderr.strip() == "refsift: error: No space left on device", done.stderr

@@ -107,13 +107,34 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code = args.handler(args, extra)
+        if sys.stdout is not None:  # None when standard output was closed
+            sys.stdout.flush()  # a full disk or a closed pipe shows now, not as noise at exit
     except RefsiftError as err:
         print(f"refsift: {'error: ' if err.exit_code == 2 else ''}{err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("refsift: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (refsift sql ... | head): stop quietly, as Unix tools do
+        _drop_stdout()
+        return 141
+    except OSError as err:  # a full disk, a device that refuses a write: one line, no traceback
+        _drop_stdout()
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"refsift: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
     return code or 0
+
+
+def _drop_stdout() -> None:
+    """Points standard output at /dev/null, so that what is still buffered for a reader
+    that left (or a full disk) is not flushed again, with a traceback, at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's capture)
+        pass
 
 
 if __name__ == "__main__":

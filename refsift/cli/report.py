@@ -20,8 +20,16 @@ def add(sub) -> None:
 
 
 def run(args, _beam_args) -> None:
-    from refsift import catalog
+    from refsift import catalog, rundir
+    from refsift.errors import RefsiftError
     from refsift.pages import run as run_report_page
 
-    catalog.connect(args.run_dir).close()  # a clear error for a directory that is not a run
+    found = rundir.marker(args.run_dir) or {}
+    if found.get("kind") in ("dedup", "novelty", "attribution"):
+        what = rundir.KINDS[found["kind"]]
+        raise RefsiftError(f"{args.run_dir} is a {what}, which has its page already: {args.run_dir}/report.html")
+    rundir.require(args.run_dir, "run")
+    if "roles" not in (rundir.read_json(rundir.join(args.run_dir, "manifest.json")) or {}):
+        raise RefsiftError(f"{args.run_dir} is a classification run: it has no losses to show; query it (refsift sql)")
+    catalog.connect(args.run_dir).close()  # a clear error for a catalog that is not what refsift wrote
     print(f"wrote {run_report_page.write(args.run_dir, args.out)}")

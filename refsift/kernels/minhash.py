@@ -42,6 +42,12 @@ _PUNCTUATION = regex.compile(r"[\p{P}\p{S}]")
 _SPACES = regex.compile(r"\s+")
 
 
+# Bounds that keep a signature's arrays small on every worker: datatrove's defaults use 112
+# hashes and 5-grams; 1,024 hashes is 8 KB a document.
+MAX_HASHES = 1024
+MAX_NGRAM = 64
+
+
 @dataclass(frozen=True)
 class MinHashSettings:
     """Args:
@@ -60,7 +66,11 @@ class MinHashSettings:
 
     def __post_init__(self):
         if min(self.ngram, self.bands, self.rows) < 1 or self.unit not in ("word", "char"):
-            raise ValueError("ngram, bands and rows must be positive, unit word or char")
+            raise ValueError("--ngram, --bands and --rows must be positive, --unit word or char")
+        if self.ngram > MAX_NGRAM or self.hashes > MAX_HASHES:
+            raise ValueError(f"--ngram is at most {MAX_NGRAM} and --bands x --rows at most {MAX_HASHES} hashes")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError("--seed must be between 0 and 2**32 - 1")
 
     @property
     def hashes(self) -> int:

@@ -70,7 +70,7 @@ class DedupConfig(ChunkJobOptions):
         try:
             self.minhash  # noqa: B018 (validates the scheme)
         except ValueError as err:
-            raise RefsiftError(f"--ngram, --bands, --rows, --unit: {err}") from None
+            raise RefsiftError(str(err)) from None
 
     @property
     def minhash(self) -> MinHashSettings:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from refsift import api, corpora, progress, tiny
 from refsift.domains import DomainClassifier, rates
+from refsift.errors import RefsiftError
 from refsift.pages import attribution as attribution_page
 from refsift.pages import html as h
 from refsift.pages import run as run_page
@@ -131,6 +132,23 @@ def _print_query(echo, run: api.Run, title: str, query: str) -> None:
     echo(format_table(rel.columns, rel.fetchall()))
 
 
+DEMO_MARKER = ".refsift-demo"
+
+
+def claim_demo_directory(root: Path) -> Path:
+    """`root` when the demo may write there: a new or empty directory, or one an earlier demo
+    wrote (its marker, or the demo.json it ends with). The demo writes a corpus, models and
+    runs under fixed names, and would replace a user's files of those names."""
+    if root.exists() and not root.is_dir():
+        raise RefsiftError(f"--out {root} is a file: give a directory for the demo")
+    if root.is_dir() and any(root.iterdir()) and not any((root / m).is_file() for m in (DEMO_MARKER, "demo.json")):
+        raise RefsiftError(
+            f"--out {root} holds files the demo did not write; give a new directory (the demo writes its corpus, "
+            "models and runs there, under fixed names)"
+        )
+    return root
+
+
 def run(
     out: str, *, size: DemoSize = FULL, model: str | None = None, seed: int = 0, echo: Callable[[str], None] = print
 ) -> dict:
@@ -140,9 +158,10 @@ def run(
     briefly fine-tuned on clean math; otherwise a tiny ladder is trained from scratch.
     """
     started = time.time()
+    root = claim_demo_directory(Path(out))
     tiny.check_environment()  # a broken install fails now, not after minutes of training
-    root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("refsift demo\n")
     results: dict = {"artefacts": {}}
 
     echo("1. corpus: English prose and drama, German, Python code, math, and web junk")
