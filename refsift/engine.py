@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -205,9 +206,9 @@ def marker_name(marker: dict) -> str:
 
 
 def check_shards(out: str, markers: list[dict]) -> dict[str, str]:
-    """Chunk name -> what is wrong with its shards: missing, or not the bytes its marker
-    recorded (size and SHA-256). Markers written before digests were recorded are checked
-    for presence only."""
+    """Chunk name -> what is wrong with its shards: missing, reached through a symbolic
+    link, without a digest in its marker, or not the bytes its marker recorded (size and
+    SHA-256). A shard without a digest is damaged: nothing says what it should hold."""
     problems = {}
     for marker in markers:
         digests = marker.get("digests", {})
@@ -216,9 +217,13 @@ def check_shards(out: str, markers: list[dict]) -> dict[str, str]:
             if not FileSystems.exists(path):
                 problems[marker_name(marker)] = f"{table}/{name} is missing"
                 break
+            if rundir.is_local(out) and Path(rundir.local_path(path)).is_symlink():
+                problems[marker_name(marker)] = f"{table}/{name} is a symbolic link, not a shard its chunk wrote"
+                break
             expected = digests.get(table)
-            if expected is None:
-                continue
+            if not isinstance(expected, dict):
+                problems[marker_name(marker)] = f"{table}/{name} has no digest in its chunk's marker"
+                break
             size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
             if size != expected["bytes"] or sha256(path) != expected["sha256"]:
                 problems[marker_name(marker)] = f"{table}/{name} is not what its chunk wrote (size or SHA-256 differ)"
@@ -316,13 +321,7 @@ def audit(out: str, tables: tuple[str, ...]) -> tuple[list[str], dict]:
     for key in ("read", "scored", "rejected"):
         if recorded.get(key) != counts[key]:
             problems.append(f"the manifest counts {key} {recorded.get(key)}, its chunks {counts[key]}")
-    unsigned = sum(1 for m in markers if m["files"] and "digests" not in m)
-    checked = {
-        "chunks": len(markers),
-        "shards": sum(len(m["files"]) for m in markers),
-        "unsigned_chunks": unsigned,
-        **counts,
-    }
+    checked = {"chunks": len(markers), "shards": sum(len(m["files"]) for m in markers), **counts}
     return problems, checked
 
 

@@ -195,3 +195,12 @@ def test_a_file_that_is_not_a_fasttext_classifier_is_refused_in_one_line(tmp_pat
         assert message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "run").exists()
     assert rundir.marker(str(clf))["kind"] == "classifier"
+    # A distilled classifier whose model was cut by a few bytes (or had a count doctored) still loads and would
+    # score every document: its card's digest refuses it.
+    model = (clf / "model.bin").read_bytes()
+    for doctored in (model[:-1], model[:100] + bytes([model[100] ^ 1]) + model[101:]):
+        (clf / "model.bin").write_bytes(doctored)
+        argv = ["classify", "--classifier", str(clf), "--input", str(tmp_path / "docs.jsonl")]
+        assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert "is not the model its card.json records" in err and not (tmp_path / "run").exists(), err

@@ -502,3 +502,30 @@ def test_bad_settings_and_broken_outputs_end_in_one_line_not_a_traceback(trusted
     with open("/dev/full", "w") as full:
         done = subprocess.run(query, stdout=full, stderr=subprocess.PIPE, text=True)
     assert done.returncode == 1 and done.stderr.strip() == "refsift: error: No space left on device", done.stderr
+
+
+def test_a_shard_without_its_digest_or_behind_a_link_is_damaged_and_resume_replaces_it(
+    trusted, tmp_path, prose_model, capsys
+):
+    run = copied(trusted, tmp_path)
+    markers = sorted((run / "_chunks").glob("*.json"))
+    first = json.loads(markers[0].read_text())
+    first.pop("digests")  # the marker lost its digests ...
+    markers[0].write_text(json.dumps(first))
+    flipped = run / "examples" / first["files"]["examples"]
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # ... and its shard a byte
+    flipped.write_bytes(bytes(data))
+    second = json.loads(markers[1].read_text())
+    linked = run / "tokens" / second["files"]["tokens"]
+    elsewhere = tmp_path / "elsewhere.parquet"
+    shutil.move(linked, elsewhere)
+    linked.symlink_to(elsewhere)  # the same bytes, reached through a link
+    assert cli.main(["verify", str(run)]) == 1
+    report = capsys.readouterr().out
+    first_name, second_name = markers[0].stem, markers[1].stem
+    assert f"chunk {first_name}: " in report and "has no digest in its chunk's marker" in report, report
+    assert f"chunk {second_name}: tokens/{linked.name} is a symbolic link" in report and "sound" not in report
+    assert score(prose_model, [trusted / "prose.jsonl"], run, "--chunk-size", "2K", "--resume") == 0
+    assert not linked.is_symlink() and elsewhere.exists()  # replaced by a shard of its own; the target untouched
+    assert losses(run) == losses(trusted / "run") and cli.main(["verify", str(run)]) == 0

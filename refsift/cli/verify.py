@@ -43,12 +43,8 @@ def run(args, _beam_args) -> int:
             print(f"  {problem}")
         print("the command that made the run, with --resume, scores the damaged chunks again")
         return 1
-    unsigned = checked["unsigned_chunks"]
-    how = (
-        "present" if unsigned == checked["chunks"] else "SHA-256" if not unsigned else f"SHA-256 ({unsigned} unsigned)"
-    )
     print(
-        f"{args.run_dir}: sound. {checked['shards']} shards of {checked['chunks']} chunks verified ({how}); read "
+        f"{args.run_dir}: sound. {checked['shards']} shards of {checked['chunks']} chunks verified (SHA-256); read "
         f"{checked['read']} = scored {checked['scored']} + rejected {checked['rejected']}, as the manifest says"
     )
     return 0

@@ -18,7 +18,6 @@ the label) or any fastText `.bin` (PreSelect's, DCLM's) with `--label`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -61,8 +60,19 @@ def resolve_classifier(spec: str, label: str | None) -> tuple[str, str, dict]:
     card = {}
     if path is not None and path.is_dir():
         rundir.require(str(path), "classifier")
-        card = json.loads((path / CARD).read_text())
-        model_file, label = str(path / card.get("model", MODEL_FILE)), label or card.get("label")
+        try:
+            card = rundir.read_json(str(path / CARD))
+        except ValueError:  # not JSON
+            card = None
+        name = card.get("model", MODEL_FILE) if isinstance(card, dict) else None
+        if not isinstance(name, str) or Path(name).name != name or not (path / name).is_file():
+            raise RefsiftError(f"{spec}: its {CARD} does not name a model file in the directory")
+        model_file, label = str(path / name), label or card.get("label")
+        # A classifier cut short or edited still loads and scores every document, wrongly: its digest says so.
+        if card.get("model_sha256") != engine.sha256(model_file):
+            raise RefsiftError(
+                f"{spec}: {name} is not the model its {CARD} records (SHA-256 differs): distill it again"
+            )
     else:
         model_file = spec
         if label is None:
