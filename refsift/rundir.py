@@ -20,8 +20,10 @@ complete directory of the expected kind with one line saying what to do.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -130,6 +132,9 @@ def _clear(directory: Path) -> None:
             entry.unlink()
 
 
+_held: set[Path] = set()  # the directories this process holds claims on
+
+
 @contextmanager
 def claim(
     out: str, *, kind: str, overwrite: bool = False, resume: bool = False, protect: Iterable[str] = ()
@@ -154,6 +159,12 @@ def claim(
         raise RefsiftError(f"{out} is a file, not a directory")
     resolved = path.resolve()
     _check_protected(resolved, protect)
+    home = owner(resolved.parent)
+    if home is not None and home not in _held:  # a directory this very command holds may nest its parts
+        raise RefsiftError(
+            f"{out} lies inside {home}, a {KINDS.get((marker(str(home)) or {}).get('kind'), 'directory')} refsift "
+            "made: write beside it, not into it"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock = open(path / LOCK, "a")  # noqa: SIM115 (held until the command ends)
@@ -176,17 +187,23 @@ def claim(
                 raise RefsiftError(
                     f"{out} is not empty and was not made by refsift: refusing to write into it or delete it"
                 )
+            what = KINDS.get(found.get("kind"), "directory")
             if not overwrite:
-                what = KINDS.get(found.get("kind"), "directory")
                 state = "an incomplete " + what if found.get("status") != "complete" else "a " + what
                 resumable = kind in ("run", "dedup")
                 hint = " (add --resume to finish it)" if state.startswith("an incomplete") and resumable else ""
                 raise RefsiftError(f"{out} holds {state}{hint}; pass --overwrite to replace it")
+            if found.get("kind") != kind:
+                raise RefsiftError(
+                    f"{out} holds a {what}, not a {KINDS[kind]}: --overwrite replaces only a directory of the same kind"
+                )
             _clear(path)
         if not resumed:
             write_json(str(path / MARKER), {"kind": kind, "status": "running"})
+        _held.add(resolved)
         yield Claim(str(path), kind, resumed)
     finally:
+        _held.discard(resolved)
         lock.close()
 
 
@@ -214,7 +231,21 @@ def owner(path: Path) -> Path | None:
     return None
 
 
-PAGE_SIGNATURE = b"<meta name='generator' content='refsift"
+MAX_PAGE_BYTES = 64 << 20  # refsift's pages are bounded far below this
+_PAGE_SEAL = re.compile(rb"<!-- refsift page sha256:([0-9a-f]{64}) -->\n\Z")
+
+
+def seal_page(html: str) -> str:
+    """A page with its own digest appended, so that `claim_file` knows a page refsift wrote
+    from a file that merely contains refsift's words (an input quoting a page, say)."""
+    digest = hashlib.sha256(html.encode("utf-8")).hexdigest()
+    return f"{html}<!-- refsift page sha256:{digest} -->\n"
+
+
+def sealed_page(data: bytes) -> bool:
+    """Whether `data` is a page `seal_page` made and nobody changed since."""
+    found = _PAGE_SEAL.search(data)
+    return bool(found) and hashlib.sha256(data[: found.start()]).hexdigest() == found.group(1).decode()
 
 
 def claim_file(out: str, *, default_name: str = "report.html") -> Path:
@@ -228,9 +259,7 @@ def claim_file(out: str, *, default_name: str = "report.html") -> Path:
     if path.exists():
         if not path.is_file():
             raise RefsiftError(f"{out} is not a file")
-        with open(path, "rb") as handle:
-            head = handle.read(2048)
-        if PAGE_SIGNATURE not in head:
+        if path.stat().st_size > MAX_PAGE_BYTES or not sealed_page(path.read_bytes()):
             raise RefsiftError(f"{out} exists and is not a page refsift wrote: refusing to overwrite it")
     resolved = path.resolve()
     home = owner(resolved.parent)

@@ -529,3 +529,41 @@ def test_a_shard_without_its_digest_or_behind_a_link_is_damaged_and_resume_repla
     assert score(prose_model, [trusted / "prose.jsonl"], run, "--chunk-size", "2K", "--resume") == 0
     assert not linked.is_symlink() and elsewhere.exists()  # replaced by a shard of its own; the target untouched
     assert losses(run) == losses(trusted / "run") and cli.main(["verify", str(run)]) == 0
+
+
+def test_a_page_replaces_only_a_page_refsift_sealed(trusted, tmp_path, capsys):
+    run = copied(trusted, tmp_path)
+    quoting = tmp_path / "input.jsonl"  # an input whose first record quotes a page's head
+    quoting.write_text(json.dumps({"text": "<meta name='generator' content='refsift 0.2.0'> a page"}) + "\n")
+    assert cli.main(["report", str(run), "--out", str(quoting)]) == 2
+    assert "not a page refsift wrote" in capsys.readouterr().err and "a page" in quoting.read_text()
+    page = tmp_path / "page.html"
+    assert cli.main(["report", str(run), "--out", str(page)]) == 0
+    assert rundir.sealed_page(page.read_bytes())
+    page.write_bytes(page.read_bytes().replace(b"Run report", b"Run r\xc3\xa9port", 1))  # edited since
+    assert cli.main(["report", str(run), "--out", str(page)]) == 2
+    capsys.readouterr()
+
+
+def test_an_output_never_replaces_or_nests_in_what_the_command_reads_or_another_kind(
+    trusted, tmp_path, prose_model, capsys
+):
+    prose = trusted / "prose.jsonl"
+    dedup = tmp_path / "dedup"
+    assert cli.main(["dedup", "--input", str(prose), "--out", str(dedup)]) == 0
+    before = sorted(p.relative_to(dedup) for p in dedup.rglob("*"))
+    cases = [
+        ("the dedup run it reads", ["--dedup", str(dedup), "--overwrite"], dedup, "reads"),
+        ("inside another run", [], dedup / "examples" / "new", "lies inside"),
+        ("another kind", ["--overwrite"], dedup, "not a scoring run"),
+    ]
+    for name, extra, out, message in cases:
+        code = score(prose_model, [prose], out, *extra)
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (name, err)
+    assert sorted(p.relative_to(dedup) for p in dedup.rglob("*")) == before  # nothing deleted, nothing added
+    model = tmp_path / "model"
+    shutil.copytree(prose_model, model)
+    argv = ["novelty", "--base", prose_model, "--finetuned", str(model), "--out", str(model), "--overwrite"]
+    assert cli.main(argv) == 2 and "which this command reads" in capsys.readouterr().err
+    assert (model / "model.safetensors").is_file()

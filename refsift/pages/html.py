@@ -18,6 +18,7 @@ import math
 import re
 
 import refsift
+from refsift import rundir
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -69,7 +70,8 @@ def user(text) -> str:
 
 
 def page(title: str, body: str, style: str = "") -> str:
-    return (
+    """A self-contained page, sealed with its own digest (`rundir.seal_page`)."""
+    return rundir.seal_page(
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"

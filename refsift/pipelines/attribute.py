@@ -343,7 +343,7 @@ def run(cfg: AttributeConfig) -> dict:
     targets = {ALL: [d for docs in target_docs.values() for d in docs]}
     sources, source_rejected = read_sets(list(cfg.sources), cfg, cfg.source_samples, "sources")
     model, tokenizer = load(cfg)
-    protect = [*cfg.targets, *cfg.sources, models.resolve(cfg.model)]
+    protect = [*cfg.targets, *cfg.sources, models.resolve(cfg.model), *([cfg.dedup] if cfg.dedup else [])]
     with rundir.claim(cfg.out, kind="attribution", overwrite=cfg.overwrite, protect=protect) as claim:
         cfg = replace(cfg, out=claim.path)
         attribution, documents = [], []

@@ -132,7 +132,9 @@ def run(cfg: ClassifyConfig, beam_args: list[str] = (), on_start=None) -> dict:
         differences=classifier_differences,
         progress_roles=["classifier"],
         activity="classifying",
-        protect=[i["path"] for i in identity if "://" not in i["path"]] + [cfg.classifier],
+        protect=[i["path"] for i in identity if "://" not in i["path"]]
+        + [cfg.classifier]
+        + ([cfg.dedup] if cfg.dedup else []),
         versions={"fasttext": getattr(fasttext, "__version__", "unknown"), "apache_beam": beam.__version__},
     )
     announce = (lambda out: on_start(replace(cfg, out=out))) if on_start else None

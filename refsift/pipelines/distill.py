@@ -226,6 +226,7 @@ def run(cfg: DistillConfig) -> dict:
     if n_pos == 0 or n_pos == len(data["train"]):
         raise RefsiftError("training needs both positives and negatives")
     protect = [*cfg.positives_files, *cfg.negatives_files, *([cfg.run] if cfg.run else [])]
+    protect += [cfg.dedup] if cfg.dedup else []
     with rundir.claim(cfg.out, kind="classifier", overwrite=cfg.overwrite, protect=protect) as claim:
         out = Path(claim.path)
         with tempfile.TemporaryDirectory() as tmp:

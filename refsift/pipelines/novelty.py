@@ -276,6 +276,7 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
             "output that runner drops; use the DirectRunner, the portable runner or Dataflow"
         )
     protect = [*([cfg.run] if cfg.run else []), *cfg.data, *cfg.attribute]
+    protect += [path for path in (models.local_path(cfg.base), models.local_path(cfg.finetuned)) if path]
     if cfg.attribute:
         attribution_config(cfg)  # refuses bad settings before any work
     with rundir.claim(cfg.out, kind="novelty", overwrite=cfg.overwrite, protect=protect) as claim:

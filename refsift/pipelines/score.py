@@ -204,7 +204,9 @@ def run(cfg: ScoreConfig, beam_args: list[str] = (), on_start=None) -> dict:
         },
         differences=model_differences,
         progress_roles=[role for role, *_ in scorers(cfg, own)],
-        protect=[i["path"] for i in identity if "://" not in i["path"]] + [m for m in local_models if m],
+        protect=[i["path"] for i in identity if "://" not in i["path"]]
+        + [m for m in local_models if m]
+        + ([cfg.dedup] if cfg.dedup else []),
         versions={**versions(), "python": platform.python_version()},
     )
     announce = (lambda out: on_start(replace(cfg, out=out))) if on_start else None

@@ -511,7 +511,8 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
         manifest_bytes = handle.read()
     manifest = json.loads(manifest_bytes)
     validate(cfg, manifest)
-    with rundir.claim(cfg.out, kind="selection", overwrite=cfg.overwrite, protect=[cfg.run]) as claim:
+    reads = [cfg.run, *([cfg.dedup] if cfg.dedup not in ("exact", "near", "none") else [])]
+    with rundir.claim(cfg.out, kind="selection", overwrite=cfg.overwrite, protect=reads) as claim:
         out = claim.path.rstrip("/")
         data_dir = f"{out}/data" if cfg.format != "hf" else f"{out}/_parquet"
         removed = deduplicate(cfg, out, beam_args)
