@@ -475,6 +475,15 @@ def provenance(spec: str) -> dict:
     return record
 
 
+def identity(spec: str) -> str:
+    """What tells two model specs apart: the weights' hash of a local model (so that `m`,
+    `m/` and a copy of `m` are one model), else the spec."""
+    local = local_path(spec)
+    if local and (any(Path(local).glob("*.safetensors")) or any(Path(local).glob("*.bin"))):
+        return "sha256:" + weights_hash(Path(local))
+    return os.path.realpath(local) if local else spec
+
+
 def weights_hash(path: Path) -> str:
     """sha256 over the directory's weight files, in name order."""
     digest = hashlib.sha256()

@@ -567,3 +567,28 @@ def test_an_output_never_replaces_or_nests_in_what_the_command_reads_or_another_
     argv = ["novelty", "--base", prose_model, "--finetuned", str(model), "--out", str(model), "--overwrite"]
     assert cli.main(argv) == 2 and "which this command reads" in capsys.readouterr().err
     assert (model / "model.safetensors").is_file()
+
+
+def test_promises_about_inputs_and_settings_hold(trusted, tmp_path, prose_model, monkeypatch, capsys):
+    prose = trusted / "prose.jsonl"
+    monkeypatch.chdir(trusted)
+    twice = [["prose.jsonl", "./prose.jsonl"], [str(prose), str(trusted / "*.jsonl")]]  # one file, two spellings
+    for inputs in twice:
+        assert cli.main(["score", "--input", *inputs, "--model", prose_model, "--out", str(tmp_path / "x")]) == 2
+        assert "is given" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    ladder = ["--ladder", f"{prose_model}=1", "--ladder", f"{prose_model}/=2", "--ladder", f"{tmp_path / 'copy'}=3"]
+    shutil.copytree(prose_model, tmp_path / "copy")
+    assert cli.main(["score", "--input", str(prose), *ladder, "--out", str(tmp_path / "lad")]) == 2
+    assert "are the same model" in capsys.readouterr().err
+    run = str(trusted / "run")
+    refused = [
+        (["select", run, "--per-cluster", "6", "--budget", "30%"], "as many clusters as the 6 candidates"),
+        (["distill", run, "--by", "1.0"], "nothing tells them apart"),
+        (["select", run, "--by", "1) AS score FROM examples; SELECT (1"], "must be one SQL expression"),
+        (["distill", run, "--by", "excess_loss", "--where", "TRUE) FROM examples; DROP TABLE x; SELECT (1"],
+         "must be one SQL expression"),
+    ]  # fmt: skip
+    for argv, message in refused:
+        assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (argv, err)

@@ -102,6 +102,8 @@ def run(args, beam_args: list[str]) -> None:
         ]
         rows.append((source, *counts, *([notes.get(source, "")] if notes else [])))
     print(format_table(columns + (["note"] if notes else []), rows))
+    if not any(row[4] for row in rows):
+        print("warning: nothing was selected: no candidate fits the budget (loosen --where, --budget or --per-cluster)")
     if "clusters" in record:
         c = record["clusters"]
         print(f"{len(c['sizes'])} clusters of the {c['documents']} candidates ({c['embedding']}), each giving the "

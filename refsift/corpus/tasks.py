@@ -18,6 +18,7 @@ only, reads their footers.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -182,10 +183,12 @@ def plan_tasks(
             continue
         for meta in match(pattern):
             path, size = meta.path, meta.size_in_bytes
-            if path in given:
-                twice = "twice" if given[path] == pattern else f"by {given[path]} and by {pattern}"
+            # the same file under two spellings (a.jsonl, ./a.jsonl, a link, a glob) is one file
+            key = os.path.realpath(path) if "://" not in path else path
+            if key in given:
+                twice = "twice" if given[key] == pattern else f"by {given[key]} and by {pattern}"
                 raise RefsiftError(f"input {path} is given {twice}: each file may be read once")
-            given[path] = pattern
+            given[key] = pattern
             if path.lower().endswith(_UNSUPPORTED):
                 raise RefsiftError(
                     f"input {path}: refsift cannot read {PurePosixPath(path).suffix} files; decompress it "

@@ -42,6 +42,7 @@ from refsift.config import CorpusOptions
 from refsift.errors import RefsiftError
 from refsift.kernels import classifier
 from refsift.kernels.classifier import FastTextSettings
+from refsift.transforms.rank_documents import ranking_sql
 
 MODEL_FILE = "model.bin"
 CARD = "card.json"
@@ -135,6 +136,7 @@ def choose(scores: np.ndarray, top: str, negatives: str, seed: int) -> tuple[np.
 def _run_documents(cfg: DistillConfig) -> tuple[list[str], list[str], np.ndarray]:
     """(doc ids, texts, column values) of the run's candidates (passing --where)."""
     rundir.require(cfg.run, "run")
+    ranking_sql(cfg.by, cfg.where, cfg.order)  # each one SQL expression, or refused here
     score = f"({cfg.by})" if cfg.order == "desc" else f"-({cfg.by})"
     where = f"WHERE COALESCE(({cfg.where}), FALSE)" if cfg.where else ""
     con = catalog.connect(cfg.run)
@@ -183,6 +185,11 @@ def examples(cfg: DistillConfig) -> dict:
         # the positives' cut (random); the band between is left out of the AUC
         cut_pos = values[train][pos].min()
         cut_neg = values[train][neg].max() if cfg.negatives == "bottom" else np.nextafter(cut_pos, -math.inf)
+        if values[train][neg].min() >= cut_pos:  # e.g. --by 1.0: which documents are "top" would be arbitrary
+            raise RefsiftError(
+                f"--by {cfg.by}: the positives and the negatives score the same (every negative at least "
+                f"{float(cut_pos):.4g}, the positives' lowest): nothing tells them apart; rank by a score that varies"
+            )
         test = np.flatnonzero(held & np.isfinite(values))
         return {
             "train": [(POSITIVE, texts[train[i]]) for i in pos] + [(NEGATIVE, texts[train[i]]) for i in neg],

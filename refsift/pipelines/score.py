@@ -116,6 +116,13 @@ def check_models(cfg: ScoreConfig, options=None) -> dict:
     if cfg.messages_field and not tokenizer.chat_template:
         raise RefsiftError(f"--messages-field: the tokenizer of {cfg.model} has no chat template")
     document_roles = []
+    seen: dict[str, str] = {}
+    for role in cfg.ladder_roles:  # one model under two names (lad1, lad1/, a copy) would count twice
+        spec = cfg.roles[role]
+        key = models.identity(spec)
+        if key in seen:
+            raise RefsiftError(f"--ladder: {spec} and {seen[key]} are the same model (the same weights)")
+        seen[key] = spec
     for role, spec in cfg.roles.items():
         own = tokenizer if spec == cfg.model else models.load_tokenizer(spec, trust_remote_code=trust)
         if models.vocab_fingerprint(own) != fingerprint:

@@ -252,6 +252,11 @@ def cluster_candidates(cfg: SelectConfig, removed: str | None, path: str):
             f"SELECT c.doc_id, e.text, {prompt}, e.source FROM candidates c JOIN examples e USING (doc_id) "
             "ORDER BY c.doc_id"
         ).fetchall()
+    if cfg.per_cluster >= len(rows):
+        raise RefsiftError(
+            f"--per-cluster {cfg.per_cluster}: as many clusters as the {len(rows)} candidates or more, each too small "
+            "to give a share of its tokens; ask for fewer"
+        )
     ids = [doc_id for doc_id, *_ in rows]
     # Small2Large embeds an instruction pair as "Instruction: ... Response: ..."; other documents as they are.
     texts = [t if p is None else f"Instruction: {p.strip()} Response: {t[len(p) :].strip()}" for _, t, p, _ in rows]
