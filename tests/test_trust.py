@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from refsift import catalog, cli, rundir
+from refsift import catalog, cli, corpora, rundir
 from refsift.corpus.formats import ReadError, Reading, TooLarge, payloads
 from refsift.corpus.records import id_text
 from refsift.corpus.tasks import plan_tasks
@@ -592,3 +592,30 @@ def test_promises_about_inputs_and_settings_hold(trusted, tmp_path, prose_model,
         assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 2, argv
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_distill_refuses_settings_fasttext_would_crash_or_fail_on(tmp_path, capsys):
+    positives = write_jsonl(tmp_path / "pos.jsonl", [{"text": t} for t in corpora.documents("code")[:30]])
+    negatives = write_jsonl(tmp_path / "neg.jsonl", [{"text": t} for t in corpora.documents("prose")[:30]])
+    (tmp_path / "empty.jsonl").write_text("")
+    files = ["--positive-files", positives, "--negative-files", negatives]
+    cases = [
+        (["--bucket", "100000000"], "more than 500,000,000"),  # 40 GB of weights: a MemoryError
+        (["--bucket", str(2**31)], "--bucket must be between"),
+        (["--dim", str(2**31)], "--dim must be between"),
+        (["--word-ngrams", str(2**31)], "--word-ngrams must be between"),
+        (["--epoch", str(2**31)], "--epoch must be between"),
+        (["--seed", "-1"], "--seed must be between 0 and 2,147,483,647"),
+        (["--lr", "inf"], "--lr must be between"),
+        (["--lr", "nan"], "--lr must be between"),
+    ]
+    for extra, message in cases:
+        assert cli.main(["distill", *files, *extra, "--out", str(tmp_path / "clf")]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "clf").exists(), err
+    same = ["--positive-files", positives, "--negative-files", positives]
+    assert cli.main(["distill", *same, "--out", str(tmp_path / "clf")]) == 2
+    assert "30 documents are both positives and negatives" in capsys.readouterr().err
+    empty = ["--positive-files", str(tmp_path / "empty.jsonl"), "--negative-files", negatives]
+    assert cli.main(["distill", *empty, "--out", str(tmp_path / "clf")]) == 2
+    assert "yields no document" in capsys.readouterr().err

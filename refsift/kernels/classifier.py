@@ -27,6 +27,24 @@ def one_line(text: str) -> str:
     return _NEWLINES.sub(" ", text)
 
 
+# The ranges fastText's C++ takes (32-bit ints) and that train in this process's memory.
+LIMITS = {
+    "epoch": (1, 1000),
+    "lr": (1e-6, 10.0),
+    "word_ngrams": (1, 10),
+    "dim": (1, 1000),
+    "min_count": (1, 1_000_000),
+    "bucket": (1, 100_000_000),
+    "threads": (1, 256),
+    "seed": (0, 2**31 - 1),
+}
+MAX_WEIGHTS = 500_000_000  # bucket x dim floats: 2 GB
+
+
+def _number(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
 @dataclass(frozen=True)
 class FastTextSettings:
     """fastText's supervised training; the defaults are PreSelect's (`train_fasttext.py`).
@@ -54,11 +72,17 @@ class FastTextSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if (
-            min(self.epoch, self.word_ngrams, self.dim, self.min_count, self.threads, self.bucket) < 1
-            or not self.lr > 0
-        ):
-            raise RefsiftError("fastText settings must be positive (--epoch, --lr, --word-ngrams, --dim, ...)")
+        for option, value in LIMITS.items():
+            low, high = value
+            given = getattr(self, option)
+            if not low <= given <= high:
+                name = "--" + option.replace("_", "-")
+                raise RefsiftError(f"{name} must be between {_number(low)} and {_number(high)}, not {given}")
+        if self.bucket * self.dim > MAX_WEIGHTS:
+            raise RefsiftError(
+                f"--bucket x --dim is {self.bucket * self.dim:,} weights, more than {MAX_WEIGHTS:,} "
+                f"({4 * MAX_WEIGHTS / 2**30:.0f} GB); fewer buckets do for the samples refsift distils"
+            )
 
 
 def train(path: str, settings: FastTextSettings):

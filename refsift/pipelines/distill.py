@@ -202,6 +202,12 @@ def examples(cfg: DistillConfig) -> dict:
         }
     pos_ids, pos_texts = _file_documents(cfg.positives_files, replace(cfg, source_field=None), "positives")
     neg_ids, neg_texts = _file_documents(cfg.negatives_files, replace(cfg, source_field=None), "negatives")
+    both = set(pos_texts) & set(neg_texts)
+    if both:
+        raise RefsiftError(
+            f"{len(both)} documents are both positives and negatives (the same text in --positive-files and "
+            "--negative-files): a classifier cannot learn to tell them apart"
+        )
     train, test = [], []
     for label, ids, texts in ((POSITIVE, pos_ids, pos_texts), (NEGATIVE, neg_ids, neg_texts)):
         for doc_id, text in zip(ids, texts):
