@@ -96,11 +96,14 @@ def build(run_dir: str, tables: dict[str, pa.Schema], views: dict[str, str] | No
         if not glob.glob(str(run / table / "*.parquet")):
             pq.write_table(schema.empty_table(), run / table / EMPTY_SHARD)
     (run / CATALOG).unlink(missing_ok=True)
-    with _writable(run_dir) as con:
-        for table in tables:
-            _add_table(con, table, f"{table}/*.parquet", "parquet")
-        for name, sql in (views or {}).items():
-            _add_view(con, name, sql)
+    try:
+        with _writable(run_dir) as con:
+            for table in tables:
+                _add_table(con, table, f"{table}/*.parquet", "parquet")
+            for name, sql in (views or {}).items():
+                _add_view(con, name, sql)
+    except duckdb.Error as err:  # a full disk, say: DuckDB says so in its own exception
+        raise RefsiftError(f"cannot write {run / CATALOG}: {str(err).splitlines()[0][:200]}") from None
     return run / CATALOG
 
 
@@ -120,8 +123,11 @@ def register_table(run_dir: str, name: str, pattern: str, fmt: str = "parquet") 
     to the run directory (it may lead out of it, e.g. ../mix/data/*.parquet). The catalog
     is checked as `metadata` reads it before refsift writes into it."""
     metadata(run_dir)
-    with _writable(run_dir) as con:
-        _add_table(con, name, pattern, fmt)
+    try:
+        with _writable(run_dir) as con:
+            _add_table(con, name, pattern, fmt)
+    except duckdb.Error as err:  # a full disk, say
+        raise RefsiftError(f"cannot register {name} in {run_dir}/{CATALOG}: {str(err).splitlines()[0][:200]}") from None
 
 
 def open_locked(path: str | os.PathLike) -> duckdb.DuckDBPyConnection:

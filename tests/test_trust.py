@@ -619,3 +619,26 @@ def test_distill_refuses_settings_fasttext_would_crash_or_fail_on(tmp_path, caps
     empty = ["--positive-files", str(tmp_path / "empty.jsonl"), "--negative-files", negatives]
     assert cli.main(["distill", *empty, "--out", str(tmp_path / "clf")]) == 2
     assert "yields no document" in capsys.readouterr().err
+
+
+def test_a_classifier_that_learned_little_says_so_beside_its_auc(tmp_path, capsys):
+    import numpy as np
+
+    from refsift.kernels.classifier import calibration
+
+    scores, labels = np.array([0.9, 0.8, 0.3, 0.1]), np.array([True, True, False, False])
+    found = calibration(scores, labels, bins=2)
+    assert found["brier"] == pytest.approx(np.mean((scores - labels) ** 2))
+    assert found["ece"] == pytest.approx(0.5 * abs(0.2 - 0) + 0.5 * abs(0.85 - 1))  # two bins, two each
+    assert not found["learned_little"]
+    flat = np.full(10, 0.5) + np.linspace(0, 1e-4, 10)  # 0.49998 .. 0.50004, as a short training leaves them
+    assert calibration(flat, np.arange(10) % 2 == 0)["learned_little"]
+    positives = write_jsonl(tmp_path / "pos.jsonl", [{"text": t} for t in corpora.documents("code")[:40]])
+    negatives = write_jsonl(tmp_path / "neg.jsonl", [{"text": t} for t in corpora.documents("prose")[:40]])
+    files = ["--positive-files", positives, "--negative-files", negatives]
+    assert cli.main(["distill", *files, "--out", str(tmp_path / "default")]) == 0  # PreSelect's 3 epochs at lr 0.1
+    out = capsys.readouterr().out
+    card = json.loads((tmp_path / "default" / "card.json").read_text())["metrics"]
+    assert card["learned_little"] and "warning: the classifier learned little" in out and "Brier" in out
+    assert cli.main(["distill", *files, "--epoch", "25", "--lr", "0.5", "--out", str(tmp_path / "longer")]) == 0
+    assert "learned little" not in capsys.readouterr().out

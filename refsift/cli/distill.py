@@ -97,5 +97,12 @@ def run(args, _beam_args) -> None:
     spearman = "" if m["spearman"] is None else f", Spearman with {cfg.by} {m['spearman']:.3f}"
     auc = "n/a (no held-out positive and negative)" if m["auc"] is None else f"{m['auc']:.3f}"
     print(f"held-out AUC {auc}{spearman}")
+    if m.get("brier") is not None:
+        print(f"as probabilities: Brier {m['brier']:.3f}, expected calibration error {m['ece']:.3f}; held-out scores "
+              f"{m['score_low']:.6g} .. {m['score_high']:.6g} (5th to 95th percentile)")  # fmt: skip
+    if m.get("learned_little"):
+        print("warning: the classifier learned little: its scores hardly vary, so a threshold on them (0.5, say) "
+              "means nothing even where the AUC is high; train longer (--epoch 25 --lr 0.5) or on more "
+              "documents")  # fmt: skip
     print(f"wrote {args.out}/model.bin and {args.out}/card.json")
     print(f"classify a corpus:  refsift classify --classifier {args.out} --input 'corpus/*.jsonl' --out RUN")

@@ -186,3 +186,31 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
         return float("nan")
     r = ranks(scores)
     return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+LITTLE_SPREAD = 0.05  # held-out scores spanning less than this (5th to 95th percentile): it learned little
+
+
+def calibration(scores: np.ndarray, positive: np.ndarray, bins: int = 10) -> dict:
+    """How far held-out scores can be read as probabilities of the positive label: the
+    Brier score (mean squared error against the 0/1 labels; 0.25 for a constant 0.5), the
+    expected calibration error (the share-weighted gap between mean score and share of
+    positives over `bins` equal-width bins), and the scores' spread (5th and 95th
+    percentiles), with `learned_little` when that spread is under LITTLE_SPREAD."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    if not len(scores):
+        return {"brier": None, "ece": None, "score_low": None, "score_high": None, "learned_little": None}
+    low, high = np.percentile(scores, [5, 95])
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    ece = sum(
+        abs(scores[which == b].mean() - positive[which == b].mean()) * np.mean(which == b)
+        for b in range(bins)
+        if np.any(which == b)
+    )
+    return {
+        "brier": float(np.mean((scores - positive) ** 2)),
+        "ece": float(ece),
+        "score_low": float(low),
+        "score_high": float(high),
+        "learned_little": bool(high - low < LITTLE_SPREAD),
+    }

@@ -252,6 +252,7 @@ def run(cfg: DistillConfig) -> dict:
         metrics = {
             "auc": classifier.auc(predicted[labelled], data["test_positive"][labelled]),
             "spearman": None if data["test_values"] is None else classifier.spearman(predicted, data["test_values"]),
+            **classifier.calibration(predicted[labelled], data["test_positive"][labelled]),
         }
         source = (
             {"run": str(Path(cfg.run).resolve()), "by": cfg.by, "where": cfg.where, "order": cfg.order}
