@@ -93,6 +93,25 @@ def _check_runner(name: str) -> None:
         )
 
 
+def _check_dask_address(address: str) -> None:
+    """Refuses, on the launcher, a Dask scheduler that cannot be reached: the job would fail
+    only after its plan is written, with advice (--resume) that cannot help."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise RefsiftError(f"--dask-address {address}: give the scheduler as HOST:PORT (tcp://HOST:PORT)")
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as err:
+        raise RefsiftError(f"--dask-address {address}: no scheduler answers there ({err.strerror or err})") from None
+
+
 def _register_runner_options(beam_args: list[str]) -> None:
     """A runner's own options are known to Beam once its module is imported (Dask's)."""
     runner = next((a.partition("=")[2] for a in beam_args if a.startswith("--runner=")), "")
@@ -117,6 +136,8 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     for arg in beam_args:
         if arg.startswith("--runner="):
             _check_runner(arg.partition("=")[2])
+        if arg.startswith("--dask_client_address="):
+            _check_dask_address(arg.partition("=")[2])
     parsers = []
     PipelineOptions(beam_args).get_all_options(add_extra_args_fn=parsers.append)
     _, unknown = parsers[0].parse_known_args(beam_args)

@@ -158,6 +158,8 @@ def claim(
     if path.exists() and not path.is_dir():
         raise RefsiftError(f"{out} is a file, not a directory")
     resolved = path.resolve()
+    if "," in str(resolved):  # refused now, not when the catalog is built after the whole job
+        raise RefsiftError(f"{out}: DuckDB cannot resolve files in a directory whose path holds a comma")
     _check_protected(resolved, protect)
     home = owner(resolved.parent)
     if home is not None and home not in _held:  # a directory this very command holds may nest its parts

@@ -470,7 +470,10 @@ def test_bad_settings_and_broken_outputs_end_in_one_line_not_a_traceback(trusted
         "dedup seed": ["dedup", "--input", prose, "--seed", "-1"],
         "dedup size": ["dedup", "--input", prose, "--bands", "100000", "--rows", "100000"],
         "finetune lr": ["finetune", "--data", str(tmp_path), "--model", prose_model, "--lr", "nan"],
-    }
+        "no scheduler": ["score", "--input", prose, "--model", prose_model, "--runner", "dask", "--dask-address",
+                         "127.0.0.1:9"],
+        "a,comma": ["score", "--input", prose, "--model", prose_model],
+    }  # fmt: skip
     for name, argv in refused.items():
         out = tmp_path / name.replace(" ", "_")
         assert cli.main([*argv, "--out", str(out)]) == 2, name
