@@ -190,15 +190,19 @@ def problems(run_dir: str) -> list[str]:
             table_files(run, name, pattern)
         except RefsiftError as err:
             found.append(str(err))
-    found += [f"the catalog's view {name!r} is not one SELECT" for name, sql in views if not _one_select(sql)]
+    found += [f"the catalog's view {name!r} is not one SELECT" for name, sql in views if not one_select(sql)]
     return found
 
 
-def _one_select(sql) -> bool:
-    try:
-        statements = duckdb.extract_statements(sql) if isinstance(sql, str) else []
-    except duckdb.Error:
+def one_select(sql, *, unparsable: bool = False) -> bool:
+    """Whether `sql` is exactly one SELECT statement; `unparsable` answers for text DuckDB
+    cannot parse (True where a later query reports the syntax error in DuckDB's words)."""
+    if not isinstance(sql, str):
         return False
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        return unparsable
     return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
 
 
@@ -321,7 +325,7 @@ def connect(run_dir: str | os.PathLike, *, memory_limit: str = DEFAULT_MEMORY) -
                 ) from None
             con.register(name, dataset)
         for name, sql in views:
-            if not _one_select(sql):
+            if not one_select(sql):
                 raise RefsiftError(f"{run_dir}: the catalog's view {name!r} is not one SELECT; refusing to make it")
             try:
                 con.execute(f"CREATE VIEW {ident(name)} AS {sql}")

@@ -12,6 +12,7 @@ torch and transformers are imported inside functions: building a pipeline does n
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -485,10 +486,17 @@ def identity(spec: str) -> str:
 
 
 def weights_hash(path: Path) -> str:
-    """sha256 over the directory's weight files, in name order."""
-    digest = hashlib.sha256()
+    """sha256 over the directory's weight files, in name order; hashed once per state of
+    the files (a ladder's identity check and the manifest's provenance ask for the same)."""
     files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
-    for file in files:
+    stats = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _hash_files(stats)
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_files(stats: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for file, *_ in stats:
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)

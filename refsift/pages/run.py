@@ -161,12 +161,13 @@ def _extremes(con, columns: list[str], has_reference: bool, per_end: int) -> str
     return "".join(parts)
 
 
-def _selection_record(run_dir: str, view: str) -> dict:
+def _selection_record(run_dir: str, pattern: str | None) -> dict:
     """The selection.json beside a selection's export ({} when it cannot be read)."""
-    patterns = {name: pattern for name, pattern, _ in catalog.metadata(run_dir)[0]}
+    if pattern is None:
+        return {}
     try:
-        record = json.loads((Path(run_dir, patterns[view]).parent.parent / "selection.json").read_text())
-    except (OSError, ValueError, KeyError):
+        record = json.loads((Path(run_dir, pattern).parent.parent / "selection.json").read_text())
+    except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
 
@@ -206,6 +207,7 @@ def _selections(con, run_dir: str) -> str:
     ]
     if not views:
         return "<p>No selection registered yet (<code>refsift select RUN_DIR --out MIX</code> registers one).</p>"
+    patterns = {name: pattern for name, pattern, _ in catalog.metadata(run_dir)[0]}
     parts = []
     for view in views:
         try:
@@ -221,7 +223,7 @@ def _selections(con, run_dir: str) -> str:
             ["source", "documents", "tokens", "labelled tokens", "share of labelled"],
             [[s, d, t, n, f"{n / total:.1%}"] for s, d, t, n in rows],
         )
-        record = _selection_record(run_dir, view)
+        record = _selection_record(run_dir, patterns.get(view))
         made = _selection_command(record["settings"]) if isinstance(record.get("settings"), dict) else ""
         clusters = _clusters(record["clusters"]) if isinstance(record.get("clusters"), dict) else ""
         parts.append(f"<h3>{h.esc(view)}</h3>{made}{table}{clusters}")

@@ -16,27 +16,19 @@ from apache_beam.metrics import Metrics
 def ranking_sql(by: str | None, where: str | None, order: str) -> str:
     """The per-batch query: score (higher = better) and whether the document passes `where`.
     Refuses expressions that would make it anything but one SELECT (`--by '1; DROP ...'`)."""
+    from refsift.catalog import one_select
     from refsift.errors import RefsiftError
 
+    # text DuckDB cannot parse passes here: the launcher's trial query reports it in DuckDB's words
     for option, text in (("--by", by), ("--where", where)):
-        if text is not None and not _one_select(f"SELECT ({text}) FROM examples"):
+        if text is not None and not one_select(f"SELECT ({text}) FROM examples", unparsable=True):
             raise RefsiftError(f"{option} must be one SQL expression over the examples' columns: {text!r} is not")
     score = "0.0" if by is None else f"({by})" if order == "desc" else f"-({by})"
     keep = "TRUE" if where is None else f"COALESCE(({where}), FALSE)"
     sql = f"SELECT doc_id, source, n_tokens, CAST({score} AS DOUBLE) AS score, {keep} AS keep FROM examples"
-    if not _one_select(sql):
+    if not one_select(sql, unparsable=True):
         raise RefsiftError(f"--by and --where must each be one SQL expression: {by!r}, {where!r}")
     return sql
-
-
-def _one_select(sql: str) -> bool:
-    import duckdb
-
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error:
-        return True  # a syntax error: the launcher's trial query reports it in DuckDB's words
-    return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
 
 
 class _RankFn(beam.DoFn):
