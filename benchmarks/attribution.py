@@ -33,7 +33,7 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM
 
 import refsift
-from refsift import corpora, tiny
+from refsift.demo import corpora, tiny
 from refsift.kernels.contrastive import DecodeSettings
 from refsift.pages.novelty import CGE_MODES
 from refsift.pipelines import attribute as attribution

@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from refsift import corpora, models, tiny
+from refsift import models
+from refsift.demo import corpora, tiny
 from refsift.kernels.contrastive import DecodeSettings, generate
 
 

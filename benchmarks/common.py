@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from refsift import corpora, tiny
+from refsift.demo import corpora, tiny
 
 DOMAINS = ("prose", "drama", "german", "code", "math", "spanish")
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import common  # noqa: E402
 
-from refsift import corpora  # noqa: E402
+from refsift.demo import corpora  # noqa: E402
 
 THRESHOLD = 0.8
 KINDS = ("chars 1%", "chars 5%", "chars 10%", "chars 20%", "reordered", "templated")

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 import refsift
-from refsift import corpora, tiny
+from refsift.demo import corpora, tiny
 from refsift.pages import analysis
 
 PROMPT = "prompt"

@@ -57,7 +57,8 @@ def main() -> None:
     if importlib.util.find_spec("lm_eval") is None:
         print("lm-evaluation-harness is not installed (pip install lm_eval accelerate): nothing to compare")
         return
-    from refsift import corpora, models
+    from refsift import models
+    from refsift.demo import corpora
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -5,7 +5,7 @@ prose plus one novel domain (Python code; Spanish; offensive Spanish). For each,
 samples from each of: plain sampling from the fine-tuned model, static CGE with sampling,
 static CGE with the paper's beam sampling (4 beams, never stopping at EOS), and iterative
 CGE (all through `refsift novelty`'s Python API). Novelty rate = share of samples that a
-character n-gram naive Bayes classifier (refsift.domains, trained on the corpora) assigns to
+character n-gram naive Bayes classifier (refsift.demo.domains, trained on the corpora) assigns to
 the novel domain, averaged over seeds. Then a fine-tuning set with two novel domains (code
 and Spanish): how many iterative CGE samples until both have appeared.
 
@@ -18,8 +18,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from refsift import corpora, tiny
-from refsift.domains import DomainClassifier
+from refsift.demo import corpora, tiny
+from refsift.demo.domains import DomainClassifier
 from refsift.kernels.contrastive import DecodeSettings
 from refsift.pipelines import novelty
 

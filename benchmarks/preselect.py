@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from refsift import api, catalog, corpora, tiny
+from refsift import api, catalog
+from refsift.demo import corpora, tiny
 from refsift.kernels.classifier import FastTextSettings
 from refsift.pipelines import classify, distill
 

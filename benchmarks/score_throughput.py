@@ -51,7 +51,7 @@ SHAPES = {"tiny": (4, 256, 4, None, 600_000), "body": (6, 384, 6, None, 200_000)
 def shaped_model(directory: Path, name: str) -> str:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from refsift import tiny
+    from refsift.demo import tiny
 
     layers, width, heads, rows, _ = SHAPES[name]
     tok = common.tokenizer()

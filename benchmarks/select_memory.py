@@ -23,7 +23,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from refsift import catalog, corpora, rundir, tiny
+from refsift import catalog
+from refsift.demo import corpora, tiny
+from refsift.jobs import rundir
 from refsift.pipelines.score import table_schemas
 
 ROLES = ["model", "reference"]

@@ -26,8 +26,8 @@ import string
 import tempfile
 from pathlib import Path
 
-from refsift import corpora, tiny
 from refsift.config import ScoreConfig
+from refsift.demo import corpora, tiny
 from refsift.pipelines import finetune, score, select
 
 GENERAL = ("prose", "drama", "german", "code")

@@ -2,7 +2,7 @@
 
 Scores a JSONL corpus under one model and keeps, per window, the share of scored tokens
 whose loss is above 5 nats (a rough "surprise" filter), written as JSON lines. The chunks
-that flow between the transforms are columnar (`refsift.chunk.Chunk`): per-token arrays,
+that flow between the transforms are columnar (`refsift.corpus.chunk.Chunk`): per-token arrays,
 not Python lists. Runs on the DirectRunner here; pass Dataflow options on the command line
 to run it there.
 

@@ -18,8 +18,9 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from refsift import catalog, rundir
+from refsift import catalog
 from refsift.errors import RefsiftError
+from refsift.jobs import rundir
 
 
 class Run:

@@ -41,8 +41,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from refsift import rundir
 from refsift.errors import RefsiftError
+from refsift.jobs import rundir
+from refsift.kernels.scores import excess_loss_sql
 
 CATALOG = "catalog.duckdb"
 EMPTY_SHARD = "part-empty.parquet"  # a table no chunk wrote to gets one, so that its view has columns
@@ -66,7 +67,7 @@ def token_scores_sql(roles: list[str]) -> str:
     """One row per scored token; `position` counts the model's input sequence (the prefix
     token is position 0)."""
     nll = ", ".join(f"{ident('nll_' + r)}[i] AS {ident('nll_' + r)}" for r in roles)
-    excess = "nll_model[i] - nll_reference[i]" if "reference" in roles else "CAST(NULL AS FLOAT)"
+    excess = excess_loss_sql("nll_model[i]", "nll_reference[i]") if "reference" in roles else "CAST(NULL AS FLOAT)"
     return f"""
         SELECT doc_id, "window", token_start + i - 1 AS position, token_ids[i] AS token_id,
                char_start[i] AS char_start, char_end[i] AS char_end, {nll}, {excess} AS excess

@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from refsift import scores
 from refsift.corpus.formats import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_RECORD_BYTES, Reading
 from refsift.corpus.records import Fields
 from refsift.corpus.tasks import DEFAULT_TASK_SIZE, FORMATS
 from refsift.errors import RefsiftError
+from refsift.kernels import scores
 from refsift.kernels.encode import PREFIXES
+from refsift.kernels.scores import FIXED_ROLES
 from refsift.models import SMOLLM2
-from refsift.scores import FIXED_ROLES
 
 # Settings that change how fast a run goes, not what it computes: a resumed run may differ in them.
 RUNTIME_SETTINGS = ("out", "inputs", "batch_size", "overwrite", "resume")

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from refsift import corpora, tiny
+from refsift.demo import corpora, tiny
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # test processes in parallel (pytest -n): one torch thread each
     import torch

@@ -9,9 +9,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from refsift import catalog, cli, corpora, models
+from refsift import catalog, cli, models
+from refsift.demo import corpora
+from refsift.kernels.training import causal_lm_loss, collate
 from refsift.kernels.unlearn import UnlearnSettings, unlearn
-from refsift.training import causal_lm_loss, collate
 from tests.browser import open_page
 from tests.conftest import held_out, write_jsonl
 

@@ -21,7 +21,7 @@ def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
     saved = out.parent / "result.json"
     script = (
-        "import json, sys\nfrom refsift.pipelines import demo\nlines = []\n"
+        "import json, sys\nfrom refsift.demo import tour as demo\nlines = []\n"
         "numbers = demo.run(sys.argv[1], size=demo.FULL, echo=lines.append)\n"
         "json.dump({'numbers': numbers, 'lines': lines}, open(sys.argv[2], 'w'))"
     )

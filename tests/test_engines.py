@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from refsift import catalog, cli, corpora
+from refsift import catalog, cli
+from refsift.demo import corpora
 from tests.conftest import held_out, write_jsonl
 
 ROOT = Path(__file__).parent.parent

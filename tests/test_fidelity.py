@@ -135,7 +135,7 @@ def test_chats_score_each_assistant_turn_as_trl_trains_its_prompt_completion_rec
 def test_cosine_schedule_is_transformers_cosine_with_warmup():
     from transformers import get_cosine_schedule_with_warmup
 
-    from refsift.training import lr_factor
+    from refsift.kernels.training import lr_factor
 
     optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
     schedule = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=3, num_training_steps=20)

@@ -12,7 +12,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from refsift import catalog, cli, training
+from refsift import catalog, cli
+from refsift.kernels import training
 from refsift.pipelines import finetune
 from tests.conftest import held_out, write_jsonl
 

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refsift.kernels.nll import token_nll
+from refsift.kernels.training import causal_lm_loss
 from refsift.kernels.windows import plan_windows
-from refsift.training import causal_lm_loss
 
 
 @given(n=st.integers(0, 400), max_length=st.integers(2, 64), data=st.data())
@@ -40,7 +40,7 @@ def reference_nll(model, ids):
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    from refsift import tiny
+    from refsift.demo import tiny
 
     return tiny.new_model(tokenizer, seed=3)
 

@@ -153,8 +153,8 @@ def test_the_check_loads_no_weight(sound, tokenizer, monkeypatch):
 
 
 def test_a_broken_environment_stops_the_demo_before_it_trains(tmp_path, monkeypatch):
-    from refsift import tiny
-    from refsift.pipelines import demo
+    from refsift.demo import tiny
+    from refsift.demo import tour as demo
 
     tiny.check_environment()  # the installed torch and transformers pass
 

@@ -109,7 +109,7 @@ def test_iterative_cge_is_reproducible_however_it_is_called(pair):
 def test_iterative_update_is_the_authors_adamw_clipped_without_weight_decay(pair):
     import copy
 
-    from refsift.training import IGNORE, causal_lm_loss, collate
+    from refsift.kernels.training import IGNORE, causal_lm_loss, collate
 
     ft, base, tok = pair
     settings, lr = DecodeSettings(max_new_tokens=10), 1e-2

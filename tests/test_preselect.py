@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from refsift import catalog, cli, rundir
+from refsift import catalog, cli
+from refsift.jobs import rundir
 from refsift.kernels import classifier
-from refsift.scores import predictive_strength
+from refsift.kernels.scores import predictive_strength
 from tests.conftest import held_out, write_jsonl
 
 

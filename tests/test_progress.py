@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from refsift import progress
+from refsift.jobs import progress
 from tests.conftest import held_out, write_jsonl
 
 REFSIFT = str(Path(sys.executable).with_name("refsift"))
@@ -94,7 +94,7 @@ def test_the_line_follows_stderr_as_the_job_redirects_it(tmp_path, capsys, monke
 
 def test_a_resumed_run_says_this_attempts_time_and_counts_in_words():
     from refsift.cli.common import seconds
-    from refsift.terminal import plural
+    from refsift.jobs.console import plural
 
     assert seconds({"wall_time_s": 12.34}) == "12.3 s"
     resumed = {"wall_time_s": 373.2, "attempt_wall_time_s": 153.0, "resumed": 1}

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from refsift import cli, corpora
+from refsift import cli
+from refsift.demo import corpora
 from refsift.kernels import bootstrap
 from refsift.kernels.token_bytes import BYTE_DECODER, byte_texts, token_bytes
 from refsift.pages import attribution as attribution_page

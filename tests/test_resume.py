@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from refsift import catalog, cli, corpora
+from refsift import catalog, cli
+from refsift.demo import corpora
 from tests.conftest import write_jsonl
 
 CHUNK = "6K"

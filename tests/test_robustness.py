@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import refsift
-from refsift import catalog, cli, rundir
+from refsift import catalog, cli
+from refsift.jobs import rundir
 from tests.conftest import held_out, run_cli, write_jsonl
 
 GOOD = held_out("prose", 8, start=170)

@@ -10,8 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from refsift import catalog, cli, corpora, training
+from refsift import catalog, cli
 from refsift.config import ScoreConfig
+from refsift.demo import corpora
+from refsift.kernels import training
 from refsift.pipelines import finetune, score
 from refsift.pipelines.select import SelectConfig
 from refsift.pipelines.select import run as select

@@ -24,10 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from refsift import catalog, cli, corpora, rundir
+from refsift import catalog, cli
 from refsift.corpus.formats import ReadError, Reading, TooLarge, payloads
 from refsift.corpus.records import id_text
 from refsift.corpus.tasks import plan_tasks
+from refsift.demo import corpora
+from refsift.jobs import rundir
 from refsift.pages import html as h
 from tests.browser import open_page
 from tests.conftest import held_out, write_jsonl

@@ -7,7 +7,7 @@ rejection at work. Run from the repository root: `python tools/make_sample.py`.
 
 from pathlib import Path
 
-from refsift import corpora
+from refsift.demo import corpora
 
 OUT = Path("refsift/data/sample")
 DOMAINS = {"prose": "prose", "drama": "drama", "german": "german", "code": "code", "math": "math", "spanish": "spanish"}

@@ -48,7 +48,7 @@ def moved() -> str:
 
 def train_models(work: Path) -> tuple[str, str]:
     """A base on every domain and a reference on math: 1-layer GPT-2s, seconds each."""
-    from refsift import corpora, tiny
+    from refsift.demo import corpora, tiny
 
     texts = {d: corpora.documents(d)[:30] for d in ("prose", "code", "math", "german")}
     tokenizer = tiny.train_tokenizer(sum(texts.values(), []), vocab_size=400)

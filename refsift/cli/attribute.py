@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from refsift.cli.common import COMMON, Help, add_corpus_options, add_device_options, add_window_options, from_args
-from refsift.terminal import format_table
+from refsift.jobs.console import format_table
 
 
 def add(sub) -> None:

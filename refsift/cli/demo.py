@@ -31,7 +31,7 @@ def add(sub) -> None:
 
 
 def run(args, _beam_args) -> None:
-    from refsift.pipelines import demo
+    from refsift.demo import tour
 
-    size = demo.REAL if args.model else demo.QUICK if args.quick else demo.FULL
-    demo.run(args.out, size=size, model=args.model, seed=args.seed)
+    size = tour.REAL if args.model else tour.QUICK if args.quick else tour.FULL
+    tour.run(args.out, size=size, model=args.model, seed=args.seed)

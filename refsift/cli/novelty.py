@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from refsift.cli.common import COMMON, Help, add_device_options, from_args
 from refsift.errors import RefsiftError
-from refsift.terminal import format_table
+from refsift.jobs.console import format_table
 
 
 def add(sub) -> None:

@@ -20,8 +20,9 @@ def add(sub) -> None:
 
 
 def run(args, _beam_args) -> None:
-    from refsift import catalog, rundir
+    from refsift import catalog
     from refsift.errors import RefsiftError
+    from refsift.jobs import rundir
     from refsift.pages import run as run_report_page
 
     found = rundir.marker(args.run_dir) or {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from refsift.cli.common import COMMON, Help, from_args
-from refsift.terminal import format_table
+from refsift.jobs.console import format_table
 
 
 def add(sub) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 
 from refsift.cli.common import COMMON, Help
-from refsift.terminal import format_table
+from refsift.jobs.console import format_table
 
 
 def add(sub) -> None:

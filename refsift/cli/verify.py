@@ -23,13 +23,14 @@ def add(sub) -> None:
 
 
 def run(args, _beam_args) -> int:
-    from refsift import catalog, engine, rundir
+    from refsift import catalog
     from refsift.errors import RefsiftError
+    from refsift.jobs import ledger, rundir
     from refsift.transforms.commit_chunks import TABLES
 
     rundir.require(args.run_dir, ("run", "dedup"))
     manifest = rundir.read_json(rundir.join(args.run_dir, "manifest.json")) or {}
-    problems, checked = engine.audit(args.run_dir, tuple(manifest.get("tables", TABLES)))
+    problems, checked = ledger.audit(args.run_dir, tuple(manifest.get("tables", TABLES)))
     found = catalog.problems(args.run_dir)  # the catalog's own definitions, read locked
     if not found:
         try:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from refsift.kernels.contrastive import DecodeSettings, Generated, generate
-from refsift.training import IGNORE, causal_lm_loss, collate
+from refsift.kernels.training import IGNORE, causal_lm_loss, collate
 
 
 def iterative_cge(

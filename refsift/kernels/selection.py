@@ -14,12 +14,15 @@ import random
 import re
 from dataclasses import dataclass
 
-from refsift.training import IGNORE
+from refsift.kernels.scores import excess_loss
+from refsift.kernels.training import IGNORE
 
 
 def excess(nll_model: list[float | None], nll_reference: list[float | None]) -> list[float | None]:
     """Per-token excess loss; None where the token was not scored."""
-    return [None if m is None or r is None else m - r for m, r in zip(nll_model, nll_reference, strict=True)]
+    return [
+        None if m is None or r is None else excess_loss(m, r) for m, r in zip(nll_model, nll_reference, strict=True)
+    ]
 
 
 def top_ratio(scores: list[float | None], ratio: float) -> list[bool]:

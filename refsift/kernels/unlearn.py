@@ -31,7 +31,7 @@ import copy
 import math
 from dataclasses import dataclass, replace
 
-from refsift.training import IGNORE, causal_lm_loss, collate
+from refsift.kernels.training import IGNORE, causal_lm_loss, collate
 
 OPTIMIZERS = ("adafactor", "adamw", "sgd")
 PROCEDURES = ("refsift", "paper")
@@ -94,7 +94,7 @@ def _optimizer(parameters, settings: UnlearnSettings):
 def unlearn(model, rows: list[dict], settings: UnlearnSettings, *, pad_id: int = 0, log=None):
     """A copy of `model` after gradient ascent on `rows` ({input_ids, labels}, labels -100
     where a token is not trained on). `log(step, loss, lr, tokens)` after each optimizer
-    step, with the loss being ascended (`refsift.progress.StepLog` prints it)."""
+    step, with the loss being ascended (`refsift.jobs.progress.StepLog` prints it)."""
     import torch
 
     paper = settings.procedure == "paper"

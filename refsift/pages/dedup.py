@@ -9,7 +9,8 @@ import json
 import re
 from pathlib import Path
 
-from refsift import catalog, rundir
+from refsift import catalog
+from refsift.jobs import rundir
 from refsift.pages import html as h
 
 CLUSTERS_SHOWN = 8

@@ -8,7 +8,7 @@ shown inline (ids, sources, file names) goes through `user`, which isolates it i
 `<bdi>` so that right-to-left text does not move the numbers beside it. The page carries a
 Content-Security-Policy that forbids scripts and any network access, so even a missed
 escape could not run code or phone home. A page names refsift as its generator, which is
-how refsift recognises a file it may write over (`refsift.rundir.claim_file`).
+how refsift recognises a file it may write over (`refsift.jobs.rundir.claim_file`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import re
 
 import refsift
-from refsift import rundir
+from refsift.jobs import rundir
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 

@@ -13,8 +13,9 @@ import math
 import shlex
 from pathlib import Path
 
-from refsift import catalog, rundir
+from refsift import catalog
 from refsift.errors import RefsiftError
+from refsift.jobs import rundir
 from refsift.pages import html as h
 from refsift.schemas import DERIVED_SCORES
 

@@ -22,20 +22,19 @@ import random
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import refsift
-from refsift import catalog, engine, models, progress, rundir
-from refsift.chunk import Chunk
+from refsift import catalog, models
 from refsift.config import CorpusOptions, check_windows, window_context
+from refsift.corpus.chunk import Chunk
 from refsift.corpus.formats import chunked, payloads
 from refsift.corpus.tasks import plan_tasks, source_name
 from refsift.errors import RefsiftError
+from refsift.jobs import progress, reading, rundir
 from refsift.kernels import bootstrap
 from refsift.kernels.encode import prefix_id
 from refsift.kernels.nll import window_nll
@@ -144,7 +143,7 @@ def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, role: str) ->
                     f"sources {by_name[name]} and {task.input} would both be source {name!r} (a source is named by "
                     "its file's stem): rename one, or name sources with --source-field"
                 )
-    skip = engine.removed(cfg.dedup) if cfg.dedup else {}
+    skip = reading.removed(cfg.dedup) if cfg.dedup else {}
     rng = random.Random(f"{cfg.seed}:{role}")
     kept: dict[str, list[dict]] = {}
     seen: dict[str, int] = {}
@@ -352,8 +351,7 @@ def run(cfg: AttributeConfig) -> dict:
             attribution, documents = attribution + rows, documents + docs
         write_tables(cfg.out, attribution, documents)
         record = {
-            "refsift_version": refsift.__version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **rundir.header(),
             "model": models.provenance(cfg.model),
             "settings": {**asdict(cfg), "unlearning": asdict(cfg.unlearning)},
             "rejected": {"target": dict(target_rejected), "sources": dict(source_rejected)},

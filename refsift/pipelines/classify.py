@@ -5,7 +5,7 @@ corpus, on the scoring engine.
     tasks not yet done ──> ReadCorpus ──> ClassifyDocuments ──> CommitChunks
 
 The same tasks, chunks, markers, `--resume`, locks, rejected rows and catalog as `refsift
-score` (`refsift.engine`); where scoring runs a language model over every token, this runs
+score` (`refsift.jobs`); where scoring runs a language model over every token, this runs
 a linear model over every document's words, with no torch anywhere on the workers or the
 launcher. The run's `examples` has `classifier_score` per document (schema
 `refsift.schemas.classified`), so `refsift select RUN --by classifier_score --budget 10%`
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from refsift import engine, rundir
 from refsift.config import ChunkJobOptions
 from refsift.corpus.tasks import plan_tasks
 from refsift.errors import RefsiftError
+from refsift.jobs import executor, ledger, reading, rundir, runners
 from refsift.kernels import classifier as kernel
 from refsift.pipelines.distill import CARD, MODEL_FILE
 from refsift.schemas import REJECTED_SCHEMA
@@ -69,7 +69,7 @@ def resolve_classifier(spec: str, label: str | None) -> tuple[str, str, dict]:
             raise RefsiftError(f"{spec}: its {CARD} does not name a model file in the directory")
         model_file, label = str(path / name), label or card.get("label")
         # A classifier cut short or edited still loads and scores every document, wrongly: its digest says so.
-        if card.get("model_sha256") != engine.sha256(model_file):
+        if card.get("model_sha256") != ledger.sha256(model_file):
             raise RefsiftError(
                 f"{spec}: {name} is not the model its {CARD} records (SHA-256 differs): distill it again"
             )
@@ -83,7 +83,7 @@ def resolve_classifier(spec: str, label: str | None) -> tuple[str, str, dict]:
 
 def build(pipeline: beam.Pipeline, cfg: ClassifyConfig, out: str, tasks, done, model_file: str, label: str) -> None:
     (
-        engine.read_chunks(pipeline, out, tasks, done, cfg)
+        reading.read_chunks(pipeline, out, tasks, done, cfg)
         | "ClassifyDocuments" >> ClassifyDocuments(classifier=model_file, label=label, run=out)
         | "CommitChunks" >> CommitChunks(run=out, schemas=SCHEMAS)
     )
@@ -101,14 +101,14 @@ def run(cfg: ClassifyConfig, beam_args: list[str] = (), on_start=None) -> dict:
     the manifest."""
     import fasttext
 
-    options = engine.pipeline_options(list(beam_args))
-    cfg = engine.resolve_format(cfg)
+    options = runners.pipeline_options(list(beam_args))
+    cfg = reading.resolve_format(cfg)
     tasks, identity = plan_tasks(
         list(cfg.inputs), format=cfg.format, text_per_line=cfg.text_per_line, task_size=cfg.task_size
     )
-    engine.check_dedup(cfg, identity)
+    reading.check_dedup(cfg, identity)
     model_file, label, card = resolve_classifier(cfg.classifier, cfg.label)
-    job = engine.ChunkJob(
+    job = executor.ChunkJob(
         out=cfg.out,
         tasks=tasks,
         identity=identity,
@@ -125,7 +125,7 @@ def run(cfg: ClassifyConfig, beam_args: list[str] = (), on_start=None) -> dict:
                 "spec": cfg.classifier,
                 "model": model_file,
                 "label": label,
-                "sha256": engine.sha256(model_file),
+                "sha256": ledger.sha256(model_file),
                 "card": {k: card[k] for k in ("source", "rule", "metrics") if k in card},
             },
         },
@@ -138,4 +138,4 @@ def run(cfg: ClassifyConfig, beam_args: list[str] = (), on_start=None) -> dict:
         versions={"fasttext": getattr(fasttext, "__version__", "unknown"), "apache_beam": beam.__version__},
     )
     announce = (lambda out: on_start(replace(cfg, out=out))) if on_start else None
-    return engine.execute(job, options, overwrite=cfg.overwrite, resume=cfg.resume, on_start=announce)
+    return executor.execute(job, options, overwrite=cfg.overwrite, resume=cfg.resume, on_start=announce)

@@ -6,7 +6,7 @@ engine, before anything is scored.
         (documents: ids, content hash, signature, first characters; bands: sorted keys)
     then: band names ──> ClusterDuplicates ──> duplicates/*.parquet
 
-The first job is the chunk engine's (`refsift.engine`): tasks, chunks, markers with shard
+The first job is the chunk engine's (`refsift.jobs`): tasks, chunks, markers with shard
 digests, `--resume`, locks, rejected rows; a worker holds one chunk, and what leaves it
 for the second job is numbers (a document number and its band keys), never text. The
 second job merges the bands one per worker and resolves clusters (connected components:
@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 import apache_beam as beam
 
-from refsift import engine, rundir
 from refsift.config import ChunkJobOptions
 from refsift.corpus.tasks import plan_tasks
 from refsift.errors import RefsiftError
+from refsift.jobs import executor, reading, rundir, runners
 from refsift.kernels.minhash import MinHashSettings
 from refsift.schemas import REJECTED_SCHEMA
 from refsift.schemas.dedup import DOCUMENTS_SCHEMA, DUPLICATES_SCHEMA, bands_schema
@@ -88,7 +88,7 @@ def schemas(cfg: DedupConfig) -> dict:
 
 def build(pipeline: beam.Pipeline, cfg: DedupConfig, out: str, tasks, done) -> None:
     (
-        engine.read_chunks(pipeline, out, tasks, done, cfg)
+        reading.read_chunks(pipeline, out, tasks, done, cfg)
         | "MinHashDocuments" >> MinHashDocuments(settings=cfg.minhash, run=out)
         | "CommitChunks" >> CommitChunks(run=out, schemas=schemas(cfg))
     )
@@ -113,7 +113,7 @@ def cluster(cfg: DedupConfig, out: str, options, markers: list[dict]) -> dict:
         | "ClusterDuplicates" >> ClusterDuplicates(bands=shards["bands"], documents=shards["documents"], keep=cfg.keep)
         | "WriteDuplicates" >> WriteShards(directory=directory, schema=DUPLICATES_SCHEMA)
     )
-    engine.run_job(pipeline, out, what="clustering")
+    runners.run_job(pipeline, out, what="clustering")
     found = FileSystems.match([rundir.join(directory, "*.parquet")])[0].metadata_list
     counts = {"clusters": 0, "in_clusters": 0, "near_duplicates": 0, "exact_duplicates": 0}
     scored = sum(m["scored"] for m in markers)
@@ -132,12 +132,12 @@ def run(cfg: DedupConfig, beam_args: list[str] = (), on_start=None) -> dict:
     """Finds near-duplicates in `cfg.inputs` into `cfg.out` (or finishes it with
     `cfg.resume`); returns the manifest, whose counts hold read = kept + near_duplicates +
     rejected."""
-    options = engine.pipeline_options(list(beam_args))
-    cfg = engine.resolve_format(cfg)
+    options = runners.pipeline_options(list(beam_args))
+    cfg = reading.resolve_format(cfg)
     tasks, identity = plan_tasks(
         list(cfg.inputs), format=cfg.format, text_per_line=cfg.text_per_line, task_size=cfg.task_size
     )
-    job = engine.ChunkJob(
+    job = executor.ChunkJob(
         out=cfg.out,
         tasks=tasks,
         identity=identity,
@@ -156,4 +156,4 @@ def run(cfg: DedupConfig, beam_args: list[str] = (), on_start=None) -> dict:
         catalog={"documents": DOCUMENTS_SCHEMA, "duplicates": DUPLICATES_SCHEMA, "rejected": REJECTED_SCHEMA},
     )
     announce = (lambda out: on_start(replace(cfg, out=out))) if on_start else None
-    return engine.execute(job, options, overwrite=cfg.overwrite, resume=cfg.resume, on_start=announce)
+    return executor.execute(job, options, overwrite=cfg.overwrite, resume=cfg.resume, on_start=announce)

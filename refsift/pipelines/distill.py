@@ -31,15 +31,14 @@ import random
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-import refsift
-from refsift import catalog, engine, rundir
+from refsift import catalog
 from refsift.config import CorpusOptions
 from refsift.errors import RefsiftError
+from refsift.jobs import reading, rundir
 from refsift.kernels import classifier
 from refsift.kernels.classifier import FastTextSettings
 from refsift.transforms.rank_documents import ranking_sql
@@ -154,7 +153,7 @@ def _run_documents(cfg: DistillConfig) -> tuple[list[str], list[str], np.ndarray
     finally:
         con.close()
     if cfg.dedup:  # the copies a dedup run did not keep are no candidates
-        skip = engine.removed(cfg.dedup)
+        skip = reading.removed(cfg.dedup)
         keep = [i for i, doc_id in enumerate(ids) if doc_id not in skip]
         ids, texts, values = [ids[i] for i in keep], [texts[i] for i in keep], [values[i] for i in keep]
     values = np.asarray(values, dtype=np.float64)
@@ -260,8 +259,7 @@ def run(cfg: DistillConfig) -> dict:
             else {"positives": list(cfg.positives_files), "negatives": list(cfg.negatives_files)}
         )
         card = {
-            "refsift_version": refsift.__version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **rundir.header(),
             "kind": "fasttext",
             "model": MODEL_FILE,
             "label": POSITIVE,

@@ -1,6 +1,6 @@
 """Fine-tuning on a selection export: causal LM training that honours `labels`.
 
-A lean loop (`refsift.training`) rather than Hugging Face Trainer: the export already holds
+A lean loop (`refsift.kernels.training`) rather than Hugging Face Trainer: the export already holds
 input_ids / attention_mask / labels, the loss must be the mean over labelled tokens only
 (the selective LM loss of Rho-1 when labels come from a token selection), and the loop is
 short enough to read. Checkpoints are `save_pretrained` directories (safetensors, with the
@@ -15,10 +15,12 @@ import math
 import time
 from pathlib import Path
 
-from refsift import models, progress, rundir, training
+from refsift import models
 from refsift.corpus.tasks import is_saved_dataset
 from refsift.errors import RefsiftError
-from refsift.training import IGNORE
+from refsift.jobs import progress, rundir
+from refsift.kernels import training
+from refsift.kernels.training import IGNORE
 
 
 def load_export(mix_dir: str) -> list[dict]:

@@ -26,9 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import refsift
-from refsift import catalog, engine, models, progress, rundir
-from refsift.engine import pipeline_options
+from refsift import catalog, models
 from refsift.errors import RefsiftError
+from refsift.jobs import progress, rundir, runners
+from refsift.jobs.runners import pipeline_options
 from refsift.kernels.contrastive import DecodeSettings
 from refsift.pages.html import covering_pieces
 from refsift.schemas import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA, SAMPLES_SCHEMA
@@ -270,7 +271,7 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
         check_run(cfg.run, base, finetuned)
     if not rundir.is_local(cfg.out):
         raise RefsiftError("novelty reports are written to a local directory")
-    if "dask" in engine.runner_name(options).lower():
+    if "dask" in runners.runner_name(options).lower():
         raise RefsiftError(
             "novelty does not run on Beam's DaskRunner: its sampler hands out batches in finish_bundle, whose "
             "output that runner drops; use the DirectRunner, the portable runner or Dataflow"
@@ -286,7 +287,7 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
         planned = jobs(cfg)
         progress.write_total(cfg.out, sum(len(job.get("jobs", [job])) for job in planned))
         with progress.Line(cfg.out, ["sampled"], activity="sampling", unit="samples"):
-            engine.run_job(pipeline, cfg.out, what="novelty job", resumable=False)
+            runners.run_job(pipeline, cfg.out, what="novelty job", resumable=False)
         shutil.rmtree(Path(cfg.out, progress.DIRECTORY), ignore_errors=True)
         extracted = extract(cfg, beam_args)
         if extracted:

@@ -39,10 +39,11 @@ from dataclasses import asdict, replace
 
 import apache_beam as beam
 
-from refsift import catalog, engine, models
+from refsift import catalog, models
 from refsift.config import RUNTIME_SETTINGS, ScoreConfig, window_context
 from refsift.corpus.tasks import Task, plan_tasks
 from refsift.errors import RefsiftError
+from refsift.jobs import executor, reading, runners
 from refsift.schemas import REJECTED_SCHEMA, examples_schema, tokens_schema
 from refsift.transforms import ScoreTokens, SummarizeExamples, TokenizeWindows
 from refsift.transforms.commit_chunks import CommitChunks
@@ -71,7 +72,7 @@ def build(
 ) -> None:
     """Adds the scoring steps for `cfg` to `pipeline`; `done` maps tasks to committed chunks."""
     roles, context = list(cfg.roles), window_context(cfg.context, cfg.windows)
-    chunks = engine.read_chunks(pipeline, out, tasks, done, cfg) | "TokenizeWindows" >> TokenizeWindows(
+    chunks = reading.read_chunks(pipeline, out, tasks, done, cfg) | "TokenizeWindows" >> TokenizeWindows(
         tokenizer=cfg.model,
         max_length=cfg.max_length,
         context=context,
@@ -105,7 +106,7 @@ def check_models(cfg: ScoreConfig, options=None) -> dict:
     that read their own tokens."""
     from refsift.kernels.encode import prefix_id
 
-    engine.check_device(cfg.device, options or engine.pipeline_options([]))
+    runners.check_device(cfg.device, options or runners.pipeline_options([]))
     trust = cfg.trust_remote_code
     tokenizer = models.load_tokenizer(cfg.model, trust_remote_code=trust)
     fingerprint = models.vocab_fingerprint(tokenizer)
@@ -186,16 +187,16 @@ def run(cfg: ScoreConfig, beam_args: list[str] = (), on_start=None) -> dict:
     fails or is interrupted (saying how to resume); and after the job if its shards or
     counts do not add up.
     """
-    options = engine.pipeline_options(list(beam_args))
-    cfg = engine.resolve_format(cfg)
+    options = runners.pipeline_options(list(beam_args))
+    cfg = reading.resolve_format(cfg)
     tasks, identity = plan_tasks(
         list(cfg.inputs), format=cfg.format, text_per_line=cfg.text_per_line, task_size=cfg.task_size
     )
-    engine.check_dedup(cfg, identity)
+    reading.check_dedup(cfg, identity)
     tokenizer = check_models(cfg, options)
     roles, own = list(cfg.roles), tokenizer["own_tokens"]
     local_models = [models.local_path(spec) for spec in cfg.roles.values()]
-    job = engine.ChunkJob(
+    job = executor.ChunkJob(
         out=cfg.out,
         tasks=tasks,
         identity=identity,
@@ -217,4 +218,4 @@ def run(cfg: ScoreConfig, beam_args: list[str] = (), on_start=None) -> dict:
         versions={**versions(), "python": platform.python_version()},
     )
     announce = (lambda out: on_start(replace(cfg, out=out))) if on_start else None
-    return engine.execute(job, options, overwrite=cfg.overwrite, resume=cfg.resume, on_start=announce)
+    return executor.execute(job, options, overwrite=cfg.overwrite, resume=cfg.resume, on_start=announce)

@@ -22,21 +22,19 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsDict, AsSingleton
 
-import refsift
-from refsift import catalog, engine, rundir
-from refsift.engine import pipeline_options
+from refsift import catalog
 from refsift.errors import RefsiftError
+from refsift.jobs import reading, rundir, runners
+from refsift.jobs.runners import pipeline_options
 from refsift.kernels import selection
 from refsift.schemas import CLUSTERS_SCHEMA, DOCUMENT_EXPORT_SCHEMA, EXPORT_SCHEMA
 from refsift.transforms import WriteShards
@@ -204,7 +202,7 @@ def candidate_view(cfg: SelectConfig, removed: str | None):
     that passes --where and is no copy a dedup run set aside."""
     import pyarrow as pa
 
-    skip = sorted(engine.removed(removed)) if removed else []
+    skip = sorted(reading.removed(removed)) if removed else []
     con = catalog.connect(cfg.run)
     try:
         con.register("copies", pa.table({"doc_id": pa.array(skip, type=pa.string())}))
@@ -286,7 +284,7 @@ def choose_documents(
         | "RankDocuments" >> RankDocuments(by=cfg.by, where=cfg.where, order=cfg.order)
     )
     if removed:  # the copies a dedup run did not keep: ids only in the side input, documents never grouped
-        copies = engine.skipped(p, removed)
+        copies = reading.skipped(p, removed)
         unique = ranked | "Unique" >> beam.Filter(lambda d, skip: d["doc_id"] not in skip, AsDict(copies))
         duplicates = ranked | "Copies" >> beam.Filter(lambda d, skip: d["doc_id"] in skip, AsDict(copies))
     else:
@@ -528,7 +526,7 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
         fixed = launcher_plan(cfg, removed, table) if rundir.is_local(cfg.run) else None
         pipeline = beam.Pipeline(options=options)
         build(pipeline, cfg, data_dir, manifest, removed, fixed, clusters)
-        engine.run_job(pipeline, out, what="selection", resumable=False)
+        runners.run_job(pipeline, out, what="selection", resumable=False)
 
         with FileSystems.open(f"{out}/_stats.json") as handle:
             stats = summarize(json.loads(handle.read()), cfg)
@@ -540,9 +538,7 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
             datasets.load_dataset("parquet", data_files=shards, split="train").save_to_disk(f"{out}/data")
             FileSystems.delete([data_dir])
         record = {
-            "refsift_version": refsift.__version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": sys.argv,
+            **rundir.header(),
             "run": cfg.run,
             "run_manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
             "settings": asdict(cfg),

@@ -9,12 +9,12 @@ turns). `n_tokens` counts the scored tokens (the response's, the assistant turns
 token; `bpb_<role>` is bits per byte (total nats / (ln 2 x n_bytes)), comparable across
 tokenizers; a ladder model with a tokenizer of its own has no per-token losses (they would
 not line up with `tokens`), only these per-document ones. The derived scores come from
-`refsift.scores.derive` and are null when their roles are absent.
+`refsift.kernels.scores.derive` and are null when their roles are absent.
 """
 
 import pyarrow as pa
 
-from refsift.scores import DERIVED as DERIVED_SCORES
+from refsift.kernels.scores import DERIVED as DERIVED_SCORES
 
 MESSAGES_TYPE = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
 

@@ -1,6 +1,6 @@
 """Beam transforms, one public class per module, composable into a user's own pipeline.
 
-The scoring transforms pass `refsift.chunk.Chunk`s, columnar slices of a task's input:
+The scoring transforms pass `refsift.corpus.chunk.Chunk`s, columnar slices of a task's input:
 
     tasks = p | beam.Create(plan_tasks(["data/*.jsonl"])[0])
     index = tasks | IndexCorpus(fields=Fields())

@@ -18,7 +18,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
-from refsift import progress
+from refsift.jobs import progress
 from refsift.transforms.shared_models import acquire
 
 
@@ -26,7 +26,7 @@ def local_copy(path: str) -> str:
     """`path` itself when local, else a copy of it in a temporary file."""
     from apache_beam.io.filesystems import FileSystems
 
-    from refsift import rundir
+    from refsift.jobs import rundir
 
     if rundir.is_local(path):
         return rundir.local_path(path)

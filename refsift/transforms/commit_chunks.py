@@ -9,7 +9,7 @@ deterministic (`part-<task>-<chunk>.parquet`), so a chunk redone after a crash r
 what it had half written, and a resumed run removes any shard without a marker before it
 starts. The marker holds the chunk's counts, from which the launcher checks conservation
 (read = scored + rejected) and builds the manifest, and each shard's size and SHA-256, from
-which a resumed run or `refsift verify` tells a shard that changed since (`refsift.engine`).
+which a resumed run or `refsift verify` tells a shard that changed since (`refsift.jobs`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from refsift import progress, rundir
+from refsift.jobs import progress, rundir
 
 MARKERS = "_chunks"  # RUN/_chunks/<task>-<chunk>.json: a chunk's completion marker
 TABLES = ("tokens", "examples", "rejected")
+COUNTS = ("read", "scored", "windows", "tokens_scored")  # the counts a marker holds, beside `rejected`
 
 
 def shard_path(run: str, table: str, name: str) -> str:

@@ -12,7 +12,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
-from refsift import progress
+from refsift.jobs import progress
 from refsift.kernels.contrastive import DecodeSettings, Generated
 from refsift.kernels.token_bytes import token_bytes
 from refsift.models import pad_id

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from refsift import progress
+from refsift.jobs import progress
 from refsift.kernels import minhash
 from refsift.schemas.dedup import DOCUMENTS_SCHEMA, HEAD, bands_schema
 

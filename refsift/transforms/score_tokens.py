@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
-from refsift import progress
+from refsift.jobs import progress
 from refsift.kernels.nll import window_nll
 from refsift.models import pad_id
 from refsift.transforms.shared_models import shared_model, shared_tokenizer

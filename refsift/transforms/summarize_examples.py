@@ -3,7 +3,7 @@
 A document's windows are all in its chunk, so its per-role loss sums come straight from the
 chunk's flat arrays (float64 sums with `np.bincount`): no join, nothing shuffled; a role
 scored per document (`ScoreDocuments`) brings its sums along. Then the mean NLL per scored
-token, bits per byte and the derived scores of `refsift.scores`.
+token, bits per byte and the derived scores of `refsift.kernels.scores`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from refsift import scores
+from refsift.kernels import scores
 
 DOCUMENT_COLUMNS = ("doc_id", "source", "text", "prompt", "messages", "input", "row", "n_tokens", "n_bytes")
 
@@ -67,7 +67,7 @@ class SummarizeExamples(beam.PTransform):
     Args:
       roles: role names in column order; every window carries losses for all of them.
       learning: the (first, last) roles of learning percentage, or None
-        (`refsift.scores.learning_roles`).
+        (`refsift.kernels.scores.learning_roles`).
       ladder: (role, benchmark score) of a ladder's models, for predictive strength.
     """
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from refsift import corpora
+from refsift.demo import corpora
 
 
 def _grams(text: str, orders: tuple[int, ...]) -> Counter:

@@ -26,13 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from refsift import api, corpora, progress, tiny
-from refsift.domains import DomainClassifier, rates
+from refsift import api
+from refsift.demo import corpora, tiny
+from refsift.demo.domains import DomainClassifier, rates
 from refsift.errors import RefsiftError
+from refsift.jobs import progress
+from refsift.jobs.console import format_table, plural
 from refsift.pages import attribution as attribution_page
 from refsift.pages import html as h
 from refsift.pages import run as run_page
-from refsift.terminal import format_table, plural
 
 GENERAL = ("prose", "drama", "german", "code")
 TARGET = "math"

@@ -1,6 +1,8 @@
-"""Document-level scores, each a formula over mean per-token losses (nats) of the roles.
+"""Scores, each a formula over per-token losses (nats) of the roles: per document over the
+mean losses, per token (excess loss) over the tokens' losses.
 
-This is the one place the formulas live; `examples/*.parquet` stores their values.
+This is the one place the formulas live; `examples/*.parquet` stores their values, the
+catalog's `token_scores` view computes the per-token excess loss with `excess_loss_sql`.
 - excess_loss = nll_model - nll_reference  (Rho-1 excess loss; RHO-LOSS reducible loss)
 - learnability = (nll_model - nll_finetuned) / nll_model  (LoBaSS relative loss reduction, Zhou et al. 2023)
 - learning_percentage = (P0 - P1) / (P0 - Pn), P = exp(nll) of `model`, the first and the
@@ -20,6 +22,17 @@ import numpy as np
 
 FIXED_ROLES = ("model", "reference", "finetuned")
 DERIVED = ("excess_loss", "learnability", "learning_percentage", "novelty", "predictive_strength")
+
+
+def excess_loss(nll_model, nll_reference):
+    """Rho-1's excess loss (RHO-LOSS's reducible loss): the loss under the model to be
+    trained minus the loss under the reference. Floats or numpy arrays."""
+    return nll_model - nll_reference
+
+
+def excess_loss_sql(nll_model: str, nll_reference: str) -> str:
+    """`excess_loss` as a SQL expression over two SQL expressions."""
+    return f"{nll_model} - {nll_reference}"
 
 
 def learning_roles(checkpoints: list[str], has_finetuned: bool) -> tuple[str, str] | None:
@@ -84,7 +97,7 @@ def derive(
         return scores
     model = np.asarray(model, dtype=np.float64)
     if reference is not None:
-        scores["excess_loss"] = model - reference
+        scores["excess_loss"] = excess_loss(model, reference)
     if finetuned is not None:
         scores["novelty"] = model - finetuned
         with np.errstate(divide="ignore", invalid="ignore"):

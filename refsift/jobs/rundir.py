@@ -288,3 +288,17 @@ def require(directory: str, kind: str | tuple[str, ...]) -> dict:
         hint = f": finish it with `refsift {command} ... --out DIR --resume`" if command else ""
         raise RefsiftError(f"{directory} is an incomplete {KINDS[found['kind']]} (it was interrupted){hint}")
     return found
+
+
+def header() -> dict:
+    """The entries every record refsift writes (a manifest, a card, a report) starts with."""
+    import sys
+    from datetime import UTC, datetime
+
+    import refsift
+
+    return {
+        "refsift_version": refsift.__version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": sys.argv,
+    }

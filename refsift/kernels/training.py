@@ -97,7 +97,7 @@ def train(
     follows a cosine down to 0 at `steps` ("cosine", transformers' cosine schedule with
     warmup). `callback(step, loss)` runs after every optimizer step (checkpointing);
     `log(step, loss, lr, tokens)` too, with the step's learning rate and trained tokens
-    (`refsift.progress.StepLog` prints it).
+    (`refsift.jobs.progress.StepLog` prints it).
     """
     import torch
 

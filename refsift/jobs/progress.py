@@ -19,7 +19,7 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
-from refsift import rundir
+from refsift.jobs import rundir
 
 DIRECTORY = "_progress"
 TOTAL = "total.json"

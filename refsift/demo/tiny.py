@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refsift import models, training
+from refsift import models
+from refsift.kernels import training
 
 SPECIAL = "<|endoftext|>"
 
@@ -64,7 +65,7 @@ def pretrain(
     log=None,
 ) -> list[float]:
     """Trains on `texts` packed into blocks of `seq_len`; returns the per-step losses.
-    `log` as `refsift.training.train` takes it."""
+    `log` as `refsift.kernels.training.train` takes it."""
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     rows = [{"input_ids": block} for block in training.pack(ids, seq_len, tokenizer.eos_token_id)]
     return training.train(model, training.batches(rows, batch_size, seed=seed), steps=steps, lr=lr, warmup=10, log=log)
