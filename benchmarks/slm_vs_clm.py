@@ -26,7 +26,7 @@ import string
 import tempfile
 from pathlib import Path
 
-from refsift.config import ScoreConfig
+from refsift.config import FinetuneConfig, ScoreConfig
 from refsift.demo import corpora, tiny
 from refsift.pipelines import finetune, score, select
 
@@ -111,14 +111,9 @@ def main() -> None:
                 )
                 ckpt = str(tmp / f"ckpt-{mode}-{seed}")
                 finetune.run(
-                    data=mix,
-                    model=base_dir,
-                    out=ckpt,
-                    steps=args.steps,
-                    lr=1e-3,
-                    batch_size=16,
-                    seed=seed,
-                    progress=False,
+                    FinetuneConfig(
+                        data=mix, model=base_dir, out=ckpt, steps=args.steps, lr=1e-3, batch_size=16, seed=seed
+                    )
                 )
                 results.setdefault(name, []).append(
                     (mean_nll(ckpt, tokenizer, math_test), mean_nll(ckpt, tokenizer, general_test))

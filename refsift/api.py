@@ -116,9 +116,10 @@ def select(run: str | Run, *, out: str, beam_args: list[str] = (), **options) ->
 
 def finetune(data: str | list[str], *, model: str, out: str, **options) -> dict:
     """Fine-tunes `model` on one or more selection exports; returns training.json's content."""
+    from refsift.config import FinetuneConfig
     from refsift.pipelines import finetune as pipeline
 
-    return pipeline.run(data=data, model=model, out=out, **options)
+    return pipeline.run(FinetuneConfig(data=data, model=model, out=out, **options))
 
 
 def novelty(base: str, finetuned: str, *, out: str, beam_args: list[str] = (), **options) -> dict:

@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from refsift import catalog, cli
-from refsift.config import ScoreConfig
+from refsift.config import ScoreConfig, SelectConfig
 from refsift.demo import corpora
 from refsift.kernels import training
 from refsift.pipelines import finetune, score
-from refsift.pipelines.select import SelectConfig
 from refsift.pipelines.select import run as select
 from tests.conftest import write_jsonl
 

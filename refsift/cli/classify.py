@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from refsift.cli.common import COMMON, Help, add_chunk_job_options, add_corpus_options, from_args, print_counts, seconds
+from refsift.cli.common import COMMON, Help, add_options, from_args, print_counts, seconds
+from refsift.config import ClassifyConfig
 
 
 def add(sub) -> None:
@@ -19,12 +20,7 @@ def add(sub) -> None:
         "same engine as refsift score: tasks, chunks, --resume, locks, rejected rows, the catalog; no language "
         "model and no torch. Unknown options are Beam pipeline options.",
     )
-    p.add_argument("--classifier", required=True, help="a refsift distill directory, or a fastText .bin file")
-    p.add_argument("--label", help="the label whose probability is the score (default: the card's; needed for a .bin)")
-    p.add_argument("--input", nargs="+", dest="inputs", required=True, metavar="PATH", help="file patterns")
-    p.add_argument("--out", help="run directory (default: refsift-runs/classify-<time>)")
-    add_corpus_options(p)
-    add_chunk_job_options(p, "classification run")
+    add_options(p, ClassifyConfig)
     p.set_defaults(handler=run)
 
 
@@ -32,7 +28,7 @@ def run(args, beam_args: list[str]) -> None:
     from refsift.pipelines import classify
 
     out = args.out or f"refsift-runs/classify-{datetime.now():%Y%m%d-%H%M%S}"
-    cfg = from_args(classify.ClassifyConfig, args, inputs=tuple(args.inputs), out=out)
+    cfg = from_args(ClassifyConfig, args, out=out)
 
     def announce(cfg):
         print(f"classifying {' '.join(cfg.inputs)}\n  classifier: {cfg.classifier}\n  out:        {out}", flush=True)

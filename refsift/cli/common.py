@@ -1,11 +1,13 @@
-"""What several commands share: the common options, the corpus-reading options, argument
-types, and filling a config dataclass from parsed arguments."""
+"""What several commands share: the common options, the options a config dataclass makes
+(`add_options`), and filling a config dataclass from parsed arguments (`from_args`)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from importlib import resources
+
+from refsift.errors import RefsiftError
 
 COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--verbose", action="store_true", help="show Beam's logs and Hugging Face's progress bars")
@@ -21,95 +23,89 @@ class Help(argparse.HelpFormatter):
         return f"{text} (default %(default)s)" if text else "default %(default)s"
 
 
+def add_options(p: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (), _groups: dict | None = None) -> None:
+    """Adds the options of a config dataclass (`refsift.config`): one per field with help in its
+    metadata, its default, choices and parser from the field; a nested settings dataclass
+    (`fasttext`, `decode`) adds its own fields' options."""
+    groups = {} if _groups is None else _groups
+    taken = {a.dest for a in p._actions}
+    for f in _own_first(cls):
+        meta = f.metadata
+        if f.name in skip or f.name in taken or "help" not in meta:
+            continue
+        if dataclasses.is_dataclass(f.default_factory):
+            add_options(p, f.default_factory, skip=skip, _groups=groups)
+            continue
+        group = meta.get("group")
+        if group and group not in groups:
+            groups[group] = p.add_argument_group(group)
+        target = groups[group] if group else p
+        help_text = meta["help"] + (f" (default {meta['shown']})" if meta.get("shown") else "")
+        has_default = f.default is not dataclasses.MISSING
+        default = f.default if has_default else None
+        if meta.get("positional"):
+            target.add_argument(
+                f.name, nargs=None if not has_default else "?", metavar=meta.get("metavar"), help=help_text
+            )
+            continue
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        kwargs = {"dest": f.name, "help": help_text}
+        if isinstance(default, bool) and not meta.get("parse"):
+            kwargs["action"] = "store_false" if default else "store_true"
+        else:
+            kwargs["type"] = meta.get("parse") or _parser(f.type)
+            if meta.get("shown"):
+                kwargs["help"] = meta["help"]  # the default is shown as written, not as a number of bytes
+                kwargs["default"] = meta["shown"]
+            else:
+                kwargs["default"] = list(default) if isinstance(default, tuple) else default
+            kwargs.update({k: meta[k] for k in ("choices", "metavar") if meta.get(k)})
+            if meta.get("many"):
+                kwargs["nargs"] = "+"
+            if meta.get("repeat"):
+                kwargs["action"] = "append"
+            required = meta.get("required")
+            kwargs["required"] = not has_default if required is None else required
+        target.add_argument(flag, **kwargs)
+
+
+def _own_first(cls) -> list[dataclasses.Field]:
+    """The fields of `cls`, its own first, then those of its bases in method resolution order."""
+
+    def defined_in(f):
+        return next(i for i, c in enumerate(cls.__mro__) if f.name in c.__dict__.get("__annotations__", {}))
+
+    return sorted(dataclasses.fields(cls), key=defined_in)
+
+
+def _parser(annotation: str):
+    """int or float for a field annotated so (optional or not; one value of a tuple), else text."""
+    kind = annotation.replace(" ", "").removesuffix("|None").removeprefix("tuple[").removesuffix(",...]")
+    return {"int": int, "float": float}.get(kind)
+
+
 def from_args(cls, args: argparse.Namespace, **values):
-    """A config dataclass filled from the parsed arguments of the same names, then `values`."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{**{k: v for k, v in vars(args).items() if k in known}, **values})
+    """A config dataclass filled from the parsed arguments of the same names (lists as
+    tuples; nested settings from their own fields), then `values`. A value a settings
+    dataclass refuses is one line, as the config's own refusals are."""
+    filled = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            continue
+        if dataclasses.is_dataclass(f.default_factory):
+            filled[f.name] = from_args(f.default_factory, args)
+        elif hasattr(args, f.name) and getattr(args, f.name) is not None or f.default is None:
+            value = getattr(args, f.name, None)
+            filled[f.name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**filled, **values)
+    except ValueError as err:
+        raise RefsiftError(str(err)) from None
 
 
 def sample_inputs() -> list[str]:
     """The bundled sample corpus scored when `refsift score` gets no --input."""
     return [str(resources.files("refsift") / "data" / "sample" / "*.jsonl.gz")]
-
-
-def checkpoint(text: str) -> tuple[str, str]:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name, path
-
-
-def ladder_entry(text: str) -> tuple[str, float]:
-    model, sep, score = text.rpartition("=")
-    try:
-        value = float(score)
-    except ValueError:
-        value = None
-    if not sep or not model or value is None:
-        raise argparse.ArgumentTypeError(f"expected MODEL=SCORE (a number), got {text!r}")
-    return model, value
-
-
-def add_corpus_options(p, *, dedup: bool = True) -> None:
-    """How inputs are read (`refsift.config.CorpusOptions`): the same for every command that reads a corpus."""
-    g = p.add_argument_group("reading inputs")
-    g.add_argument(
-        "--format",
-        default="auto",
-        choices=["auto", "jsonl", "parquet", "text", "hf"],
-        help="auto: by file suffix (.jsonl/.json/.ndjson, .parquet, .txt/.md; a saved dataset directory is hf)",
-    )
-    g.add_argument("--text-field", default="text", help="the text to score (with --prompt-field, the response)")
-    g.add_argument(
-        "--prompt-field",
-        help="instruction data: the prompt, read as context; the response and an EOS are scored, the tokens TRL's "
-        "SFTTrainer trains on",
-    )
-    g.add_argument(
-        "--messages-field",
-        help="chat data: [{role, content}, ...] rendered with the tokenizer's chat template; only assistant turns "
-        "are scored, as TRL trains prompt-completion records of them",
-    )
-    g.add_argument("--id-field", help="default: `id` when a record has one, else a hash of path and row")
-    g.add_argument("--source-field", help="domain label field; default: the input file's stem")
-    g.add_argument("--text-per-line", action="store_true", help="with --format text: one document per line")
-    g.add_argument("--hf-split", default="train", help="split of a Hugging Face dataset")
-    g.add_argument(
-        "--max-record-bytes",
-        type=size,
-        default="64M",
-        help="a larger record is rejected as too_large, read through without being held in memory",
-    )
-    if dedup:
-        g.add_argument(
-            "--dedup",
-            metavar="DIR",
-            help="a refsift dedup run over these inputs: the copies it did not keep are skipped before any work, as "
-            "near_duplicate rejections naming the kept document",
-        )
-
-
-def add_window_options(p) -> None:
-    """How documents are cut into model windows: the same for `score` and `attribute`."""
-    g = p.add_argument_group("windows")
-    g.add_argument(
-        "--prefix",
-        default="auto",
-        choices=["auto", "bos", "eos", "none"],
-        help="token put before each plain document: auto = BOS, else EOS (as lm-evaluation-harness); with a prefix "
-        "every token of a document is scored, with none its first token is not; instruction and chat data get none, "
-        "as TRL trains them (default %(default)s)",
-    )
-    g.add_argument("--max-length", type=int, default=512, help="tokens per window (default %(default)s)")
-    g.add_argument("--context", type=int, default=64, help="left-context tokens between windows (default %(default)s)")
-    g.add_argument(
-        "--windows",
-        default="context",
-        choices=["context", "rolling"],
-        help="how a document longer than --max-length is cut: context = each window re-reads --context tokens of "
-        "the one before, so every token has context (for selection and novelty); rolling = lm-evaluation-harness's "
-        "disjoint loglikelihood_rolling windows, to reproduce its totals and perplexities (default %(default)s)",
-    )
 
 
 def print_counts(out: str, manifest: dict, done_as: str) -> dict:
@@ -131,47 +127,3 @@ def seconds(manifest: dict) -> str:
     if attempts == 1 or manifest.get("already_complete"):
         return f"{total:.1f} s"
     return f"{attempt:.1f} s (this attempt; {total:.1f} s over {attempts} attempts)"
-
-
-def add_chunk_job_options(p, what: str) -> None:
-    """A chunk job's units of work and directory rules: the same for score, classify, dedup."""
-    p.add_argument(
-        "--task-size", type=size, default="64M", help="input bytes per task, the unit a worker takes (default 64M)"
-    )
-    p.add_argument(
-        "--chunk-size",
-        type=size,
-        default="1M",
-        help="input bytes per chunk, done and committed whole: the most a killed run loses (default 1M)",
-    )
-    p.add_argument("--overwrite", action="store_true", help=f"replace a {what} directory refsift made before")
-    p.add_argument("--resume", action="store_true", help=f"finish an interrupted {what}: do only what is missing")
-
-
-def add_device_options(p, *, dtype: bool = True) -> None:
-    """Where models run, and whether their own code may run: the same for every command that loads one."""
-    p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
-    if dtype:
-        p.add_argument(
-            "--dtype",
-            default="auto",
-            choices=["auto", "float32", "bfloat16", "float16"],
-            help="auto: float32 on a CPU, bfloat16 on CUDA",
-        )
-    p.add_argument(
-        "--trust-remote-code", action="store_true", help="allow a model that ships its own code to run it (hub models)"
-    )
-
-
-def size(text: str) -> int:
-    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-    number, unit = text.strip().lower().rstrip("b")[:-1], text.strip().lower().rstrip("b")[-1:]
-    if unit.isdigit():
-        number, unit = number + unit, ""
-    try:
-        value = int(float(number) * units[unit])
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a size such as 64M or 1048576, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
-    return value

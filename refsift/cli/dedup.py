@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from refsift.cli.common import COMMON, Help, add_chunk_job_options, add_corpus_options, from_args
+from refsift.cli.common import COMMON, Help, add_options, from_args
+from refsift.config import DedupConfig
 
 
 def add(sub) -> None:
@@ -21,23 +22,7 @@ def add(sub) -> None:
         "the time, 0.72 half the time). The engine of refsift score: tasks, chunks, --resume, locks; unknown "
         "options are Beam pipeline options.",
     )
-    p.add_argument("--input", nargs="+", dest="inputs", required=True, metavar="PATH", help="file patterns")
-    p.add_argument("--out", required=True, help="dedup directory to write")
-    g = p.add_argument_group("MinHash")
-    g.add_argument("--method", default="minhash", choices=["minhash", "exact"], help="exact: identical texts only")
-    g.add_argument("--ngram", type=int, default=5, help="n-gram size, in --unit")
-    g.add_argument("--unit", default="word", choices=["word", "char"], help="n-grams of words or of characters")
-    g.add_argument("--bands", type=int, default=14, help="LSH bands")
-    g.add_argument("--rows", type=int, default=8, help="signature rows per band")
-    g.add_argument("--seed", type=int, default=1, help="of the hash functions")
-    g.add_argument(
-        "--keep",
-        default="first",
-        choices=["first", "longest"],
-        help="the document kept of a cluster: the first in input order, or the longest (ties: the first)",
-    )
-    add_corpus_options(p, dedup=False)
-    add_chunk_job_options(p, "dedup")
+    add_options(p, DedupConfig, skip=("dedup",))
     p.set_defaults(handler=run)
 
 
@@ -45,7 +30,7 @@ def run(args, beam_args: list[str]) -> None:
     from refsift.pages import dedup as page
     from refsift.pipelines import dedup
 
-    cfg = from_args(dedup.DedupConfig, args, inputs=tuple(args.inputs))
+    cfg = from_args(DedupConfig, args)
 
     def announce(cfg):
         print(f"deduplicating {' '.join(cfg.inputs)}\n  out: {cfg.out}", flush=True)

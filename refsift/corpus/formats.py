@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from refsift.config import DEFAULT_MAX_RECORD_BYTES
 from refsift.corpus.tasks import Task
 
 UTF8_BOM = b"\xef\xbb\xbf"
-DEFAULT_CHUNK_SIZE = 2**20  # bytes of input per chunk: the unit of memory and of resumption
-DEFAULT_MAX_RECORD_BYTES = 64 * 2**20  # no real document is this large; a runaway line is
 HEAD = 4096  # bytes of a rejected record that are kept
 
 

@@ -25,10 +25,9 @@ from pathlib import Path, PurePosixPath
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from refsift.config import DEFAULT_TASK_SIZE
 from refsift.errors import RefsiftError
 
-FORMATS = ("auto", "jsonl", "parquet", "text", "hf")
-DEFAULT_TASK_SIZE = 64 * 2**20
 _SUFFIXES = {
     ".jsonl": "jsonl",
     ".json": "jsonl",

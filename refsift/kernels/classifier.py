@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -62,13 +62,23 @@ class FastTextSettings:
       seed: fastText's random seed.
     """
 
-    epoch: int = 3
-    lr: float = 0.1
-    word_ngrams: int = 2
-    dim: int = 100
-    min_count: int = 1
-    bucket: int = 2_000_000
-    threads: int = 1
+    # The metadata makes `refsift distill`'s options (`refsift.cli.common.add_options`).
+    epoch: int = field(default=3, metadata={"group": "fastText", "help": "passes over the training documents"})
+    lr: float = field(default=0.1, metadata={"group": "fastText", "help": "learning rate"})
+    word_ngrams: int = field(default=2, metadata={"group": "fastText", "help": "longest word n-gram feature"})
+    dim: int = field(default=100, metadata={"group": "fastText", "help": "word vector size"})
+    min_count: int = field(default=1, metadata={"group": "fastText", "help": "words seen fewer times are dropped"})
+    bucket: int = field(
+        default=2_000_000,
+        metadata={
+            "group": "fastText",
+            "help": "hash buckets of word n-grams; the model file is about 4 x bucket x dim bytes (800 MB by default: "
+            "a sample of thousands of documents does well with 100000)",
+        },
+    )
+    threads: int = field(
+        default=1, metadata={"group": "fastText", "help": "training threads (1: the same classifier for a seed)"}
+    )
     seed: int = 0
 
     def __post_init__(self):

@@ -60,15 +60,33 @@ class DecodeSettings:
         (transformers' default, 1.0).
     """
 
-    alpha: float = 0.1
-    gamma: float = 1.0
-    mode: str = "beam"  # the paper's; it found the novel domain at least as often (benchmarks/novelty_detection.py)
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    num_beams: int = 4
-    max_new_tokens: int = 255
-    stop_at_eos: bool = True
+    # The metadata makes `refsift novelty`'s options (`refsift.cli.common.add_options`).
+    alpha: float = field(default=0.1, metadata={"help": "plausibility cut relative to p_ft's top token"})
+    gamma: float = field(default=1.0, metadata={"help": "weight of log p_base"})
+    mode: str = field(
+        default="beam",  # the paper's; it found the novel domain at least as often (benchmarks/novelty_detection.py)
+        metadata={
+            "flag": "--decoding",
+            "choices": MODES,
+            "help": "beam (default): the authors' beam sampling (--num-beams), which found novelty at least as often "
+            "as sample in benchmarks/novelty_detection.py at 4x the compute; sample; greedy; beam-normalized: beams "
+            "drawn from each beam's normalised scores",
+        },
+    )
+    temperature: float = field(default=1.0, metadata={"help": "of the contrastive and the plain samples"})
+    top_k: int = field(default=0, metadata={"help": "keep the k best next tokens; 0 keeps all"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus: keep the best tokens up to this mass"})
+    num_beams: int = field(default=4, metadata={"help": "with --decoding beam (as the paper)"})
+    max_new_tokens: int = field(default=255, metadata={"help": "tokens per sample at most (the authors')"})
+    stop_at_eos: bool = field(
+        default=True,
+        metadata={
+            "flag": "--no-stop-at-eos",
+            "help": "keep generating after EOS, to --max-new-tokens, as the authors' static CGE (their iterative CGE "
+            "stops, as refsift does by default: in beam mode an EOS beam is set aside and the sample is the best of "
+            "the finished and running beams by score per token, as transformers' BeamSearchScorer)",
+        },
+    )
     length_penalty: float = 1.0
 
     def __post_init__(self):

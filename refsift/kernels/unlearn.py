@@ -35,6 +35,15 @@ from refsift.kernels.training import IGNORE, causal_lm_loss, collate
 
 OPTIMIZERS = ("adafactor", "adamw", "sgd")
 PROCEDURES = ("refsift", "paper")
+METHODS = ("untrac-inv", "untrac")
+BOTH = "both"  # each method, and whether they agree
+# The authors' settings (their untrac_synthetic.sh and untrac-inv_synthetic.sh); their
+# per-device batch is the micro-batch of procedure "paper" (its loss is a mean of micro-batch means).
+DEFAULTS = {
+    "untrac": {"steps": None, "batch_size": 1, "per_device": 1},
+    "untrac-inv": {"steps": 50, "batch_size": 256, "per_device": 2},
+}
+MICRO_BATCH = 8  # procedure "refsift": any micro-batch gives the same step
 
 
 @dataclass(frozen=True)

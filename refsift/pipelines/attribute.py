@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from refsift import catalog, models
-from refsift.config import CorpusOptions, check_windows, window_context
+from refsift.config import EQUAL, AttributeConfig, window_context
 from refsift.corpus.chunk import Chunk
 from refsift.corpus.formats import chunked, payloads
 from refsift.corpus.tasks import plan_tasks, source_name
@@ -38,90 +38,13 @@ from refsift.jobs import progress, reading, rundir
 from refsift.kernels import bootstrap
 from refsift.kernels.encode import prefix_id
 from refsift.kernels.nll import window_nll
-from refsift.kernels.unlearn import UnlearnSettings, training_rows, unlearn
-from refsift.schemas import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA, METHODS
+from refsift.kernels.unlearn import BOTH, METHODS, training_rows, unlearn
+from refsift.schemas import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA
 from refsift.transforms.read_corpus import read_chunk
 from refsift.transforms.tokenize_windows import tokenize_chunk
 
 log = logging.getLogger("refsift")
 ALL = "all"
-# The authors' settings (their untrac_synthetic.sh and untrac-inv_synthetic.sh); their
-# per-device batch is the micro-batch of procedure "paper" (its loss is a mean of micro-batch means).
-DEFAULTS = {
-    "untrac": {"steps": None, "batch_size": 1, "per_device": 1},
-    "untrac-inv": {"steps": 50, "batch_size": 256, "per_device": 2},
-}
-MICRO_BATCH = 8  # procedure "refsift": any micro-batch gives the same step
-BOTH = "both"
-# --unlearn-steps equal: every set unlearned for as many steps as one epoch over the smallest
-# (the authors compare datasets of one size; a set unlearned longer rises more for that alone).
-EQUAL = "equal"
-
-
-@dataclass(frozen=True, kw_only=True)
-class AttributeConfig(CorpusOptions):
-    """What to attribute. See `refsift attribute --help` for each field."""
-
-    model: str
-    targets: tuple[str, ...]
-    sources: tuple[str, ...]
-    out: str
-    method: str = "untrac-inv"  # or "untrac", or "both" (each, and whether they agree)
-    unlearn_steps: int | str | None = None  # default: UnTrac one epoch over a source, UnTrac-Inv 50; or "equal"
-    unlearn_lr: float = 5e-5
-    unlearn_batch_size: int | None = None  # default: UnTrac 1, UnTrac-Inv 256
-    micro_batch: int | None = None  # default: 8; procedure "paper": the authors' per-device batch
-    optimizer: str = "adafactor"
-    procedure: str = "refsift"
-    max_grad_norm: float = 0.0
-    source_samples: int = 256  # documents per source; 0 = all
-    target_samples: int = 0  # documents of the target; 0 = all
-    prefix: str = "auto"
-    max_length: int = 512
-    context: int = 64
-    windows: str = "context"
-    batch_size: int = 8  # windows of max_length per forward pass when measuring losses
-    device: str = "auto"
-    seed: int = 0
-    trust_remote_code: bool = False
-    overwrite: bool = False
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.method not in (*METHODS, BOTH):
-            raise RefsiftError(f"--method must be one of {', '.join((*METHODS, BOTH))}")
-        if isinstance(self.unlearn_steps, str) and self.unlearn_steps != EQUAL:
-            raise RefsiftError(f"--unlearn-steps must be a number of steps or {EQUAL!r}")
-        if not self.targets or not self.sources:
-            raise RefsiftError("give --target and --sources")
-        if self.source_samples < 0 or self.target_samples < 0 or self.batch_size < 1:
-            raise RefsiftError("--source-samples and --target-samples must not be negative")
-        check_windows(self.max_length, self.context, self.windows)
-        try:
-            self.unlearning  # noqa: B018 (validates the unlearning settings)
-        except ValueError as err:
-            raise RefsiftError(str(err)) from None
-
-    @property
-    def methods(self) -> tuple[str, ...]:
-        return METHODS if self.method == BOTH else (self.method,)
-
-    @property
-    def unlearning(self) -> UnlearnSettings:
-        """The unlearning settings (of UnTrac-Inv, with --method both); "equal" steps are
-        filled in per set by `attribute`."""
-        defaults = DEFAULTS[self.methods[0]]
-        steps = self.unlearn_steps if self.unlearn_steps not in (None, EQUAL) else defaults["steps"]
-        return UnlearnSettings(
-            steps=steps,
-            lr=self.unlearn_lr,
-            batch_size=self.unlearn_batch_size or defaults["batch_size"],
-            micro_batch=self.micro_batch or (defaults["per_device"] if self.procedure == "paper" else MICRO_BATCH),
-            optimizer=self.optimizer,
-            max_grad_norm=self.max_grad_norm,
-            seed=self.seed,
-            procedure=self.procedure,
-        )
 
 
 def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, role: str) -> tuple[dict[str, list[dict]], Counter]:

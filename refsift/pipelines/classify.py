@@ -18,12 +18,12 @@ the label) or any fastText `.bin` (PreSelect's, DCLM's) with `--label`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import apache_beam as beam
 
-from refsift.config import ChunkJobOptions
+from refsift.config import ClassifyConfig
 from refsift.corpus.tasks import plan_tasks
 from refsift.errors import RefsiftError
 from refsift.jobs import executor, ledger, reading, rundir, runners
@@ -36,21 +36,6 @@ from refsift.transforms.commit_chunks import CommitChunks
 
 RUNTIME_SETTINGS = ("out", "inputs", "overwrite", "resume")
 SCHEMAS = {"examples": CLASSIFIED_SCHEMA, "rejected": REJECTED_SCHEMA}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClassifyConfig(ChunkJobOptions):
-    """What to classify. See `refsift classify --help` for each field."""
-
-    inputs: tuple[str, ...] = field(metadata={"help": "file patterns, or dataset paths/names for format hf"})
-    out: str = field(metadata={"help": "run directory to write"})
-    classifier: str = field(metadata={"help": "a refsift distill directory, or a fastText .bin"})
-    label: str | None = field(default=None, metadata={"help": "the positive label; default the card's"})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.prompt_field or self.messages_field:
-            raise RefsiftError("classify reads documents: --prompt-field and --messages-field do not apply")
 
 
 def resolve_classifier(spec: str, label: str | None) -> tuple[str, str, dict]:

@@ -25,61 +25,21 @@ not kept, as a `near_duplicate` rejection naming the kept document.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 
 import apache_beam as beam
 
-from refsift.config import ChunkJobOptions
+from refsift.config import DedupConfig
 from refsift.corpus.tasks import plan_tasks
-from refsift.errors import RefsiftError
 from refsift.jobs import executor, reading, rundir, runners
-from refsift.kernels.minhash import MinHashSettings
 from refsift.schemas import REJECTED_SCHEMA
 from refsift.schemas.dedup import DOCUMENTS_SCHEMA, DUPLICATES_SCHEMA, bands_schema
 from refsift.transforms import WriteShards
-from refsift.transforms.cluster_duplicates import KEEP_RULES, ClusterDuplicates
+from refsift.transforms.cluster_duplicates import ClusterDuplicates
 from refsift.transforms.commit_chunks import CommitChunks
 from refsift.transforms.minhash_documents import MinHashDocuments
 
 RUNTIME_SETTINGS = ("out", "inputs", "overwrite", "resume")
-METHODS = ("minhash", "exact")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DedupConfig(ChunkJobOptions):
-    """What to deduplicate, and how. See `refsift dedup --help` for each field."""
-
-    inputs: tuple[str, ...] = field(metadata={"help": "file patterns"})
-    out: str = field(metadata={"help": "dedup directory to write"})
-    method: str = "minhash"
-    ngram: int = 5
-    bands: int = 14
-    rows: int = 8
-    unit: str = "word"
-    seed: int = 1
-    keep: str = "first"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.method not in METHODS:
-            raise RefsiftError(f"--method must be one of {', '.join(METHODS)}")
-        if self.keep not in KEEP_RULES:
-            raise RefsiftError(f"--keep must be one of {', '.join(KEEP_RULES)}")
-        if self.dedup:
-            raise RefsiftError("--dedup takes the result of refsift dedup; a dedup run does not read one")
-        try:
-            self.minhash  # noqa: B018 (validates the scheme)
-        except ValueError as err:
-            raise RefsiftError(str(err)) from None
-
-    @property
-    def minhash(self) -> MinHashSettings:
-        return MinHashSettings(ngram=self.ngram, bands=self.bands, rows=self.rows, unit=self.unit, seed=self.seed)
-
-    @property
-    def band_names(self) -> list[str]:
-        """The bands the clustering merges: the LSH bands and the exact band (only that one with --method exact)."""
-        return ["x"] if self.method == "exact" else [*map(str, range(self.bands)), "x"]
 
 
 def schemas(cfg: DedupConfig) -> dict:

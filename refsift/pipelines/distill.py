@@ -30,75 +30,21 @@ import math
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from refsift import catalog
-from refsift.config import CorpusOptions
+from refsift.config import DistillConfig, parse_top
 from refsift.errors import RefsiftError
 from refsift.jobs import reading, rundir
 from refsift.kernels import classifier
-from refsift.kernels.classifier import FastTextSettings
 from refsift.transforms.rank_documents import ranking_sql
 
 MODEL_FILE = "model.bin"
 CARD = "card.json"
 POSITIVE, NEGATIVE = "__label__1", "__label__0"
-
-
-@dataclass(frozen=True, kw_only=True)
-class DistillConfig(CorpusOptions):
-    """What to distil. See `refsift distill --help` for each field."""
-
-    out: str
-    run: str | None = None
-    by: str | None = None
-    where: str | None = None
-    order: str = "desc"
-    top: str = "10%"
-    negatives: str = "bottom"
-    positives_files: tuple[str, ...] = ()
-    negatives_files: tuple[str, ...] = ()
-    holdout: float = 0.1
-    seed: int = 0
-    fasttext: FastTextSettings = field(default_factory=FastTextSettings)
-    overwrite: bool = False
-
-    def __post_init__(self):
-        super().__post_init__()
-        from_run, from_files = self.run is not None, bool(self.positives_files or self.negatives_files)
-        if from_run == from_files:
-            raise RefsiftError("give a run to distil (RUN --by COLUMN), or --positive-files and --negative-files")
-        if from_run and not self.by:
-            raise RefsiftError("--by: the column (or SQL expression over examples) to distil")
-        if from_files and not (self.positives_files and self.negatives_files):
-            raise RefsiftError("give both --positive-files and --negative-files")
-        if self.negatives not in ("bottom", "random"):
-            raise RefsiftError("--negatives must be bottom or random")
-        if self.order not in ("desc", "asc"):
-            raise RefsiftError("--order must be desc or asc")
-        if not 0 <= self.holdout < 1:
-            raise RefsiftError("--holdout must be at least 0 and below 1")
-        parse_top(self.top)
-
-
-def parse_top(text: str) -> tuple[str, float]:
-    """`--top`: ("max", 0), ("fraction", f) for "10%", ("count", n) for "5000"."""
-    text = text.strip().lower()
-    if text == "max":
-        return "max", 0.0
-    try:
-        if text.endswith("%"):
-            value = float(text[:-1]) / 100
-            if 0 < value < 1:
-                return "fraction", value
-        elif int(text) > 0:
-            return "count", float(int(text))
-    except ValueError:
-        pass
-    raise RefsiftError(f"--top {text!r}: give max, a percentage below 100% (10%), or a number of documents")
 
 
 def held_out(doc_id: str, seed: int, share: float) -> bool:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from refsift import models
+from refsift.config import FinetuneConfig
 from refsift.corpus.tasks import is_saved_dataset
 from refsift.errors import RefsiftError
 from refsift.jobs import progress, rundir
@@ -54,40 +55,19 @@ def check_tokenizer(mix_dir: str, model: str) -> None:
         raise RefsiftError(f"{model} does not share the tokenizer of the run {selection['run']}")
 
 
-def run(
-    *,
-    data: str | list[str],
-    model: str,
-    out: str,
-    steps: int | None = None,
-    epochs: float = 1.0,
-    lr: float = 5e-5,
-    schedule: str = "constant",
-    warmup_ratio: float = 0.0,
-    batch_size: int = 8,
-    grad_accum: int = 1,
-    save_every: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    overwrite: bool = False,
-    log_every: int | None = None,
-) -> dict:
-    """Trains `model` on the export(s) in `data`; saves to `out`; returns what training.json records.
-    Every `log_every` steps (default a tenth of them; at most one line per 10 s) a line with
-    the step, loss, learning rate, tokens per second and time left goes to refsift's logger
-    and to OUT/train.log."""
+def run(cfg: FinetuneConfig) -> dict:
+    """Trains `cfg.model` on the export(s) in `cfg.data`; saves to `cfg.out`; returns what
+    training.json records. Every `log_every` steps (default a tenth of them; at most one line
+    per 10 s) a line with the step, loss, learning rate, tokens per second and time left
+    goes to refsift's logger and to OUT/train.log."""
     import torch
 
-    if batch_size < 1 or grad_accum < 1 or (steps is not None and steps < 1) or not 0 < lr < math.inf:
-        raise RefsiftError("--steps, --batch-size, --grad-accum and --lr must be positive (and --lr finite)")
-    if log_every is not None and log_every < 1:
-        raise RefsiftError("--log-every must be positive")
-    if schedule not in training.SCHEDULES or not 0 <= warmup_ratio < 1:
-        raise RefsiftError(f"--schedule must be one of {', '.join(training.SCHEDULES)}, --warmup-ratio in [0, 1)")
-    sources = [data] if isinstance(data, str) else list(data)
+    model, out, steps, seed = cfg.model, cfg.out, cfg.steps, cfg.seed
+    batch_size, grad_accum, save_every = cfg.batch_size, cfg.grad_accum, cfg.save_every
+    sources = list(cfg.data)
     for mix_dir in sources:
         rundir.require(mix_dir, "selection")
-    models.check_device(device)
+    models.check_device(cfg.device)
     rows = [row for mix_dir in sources for row in load_export(mix_dir)]
     trainable = [r for r in rows if any(x != IGNORE for x in r["labels"][1:])]
     if not trainable:
@@ -95,30 +75,30 @@ def run(
     for mix_dir in sources:
         check_tokenizer(mix_dir, model)
     if steps is None:
-        steps = max(1, math.ceil(epochs * len(trainable) / (batch_size * grad_accum)))
+        steps = max(1, math.ceil(cfg.epochs * len(trainable) / (batch_size * grad_accum)))
     torch.manual_seed(seed)
     started = time.time()
-    net = models.load_model(model, device=device, dtype="float32")
+    net = models.load_model(model, device=cfg.device, dtype="float32")
     tokenizer = models.load_tokenizer(model)
     protect = [*sources, models.resolve(model)]
-    with rundir.claim(out, kind="checkpoint", overwrite=overwrite, protect=protect) as claim:
+    with rundir.claim(out, kind="checkpoint", overwrite=cfg.overwrite, protect=protect) as claim:
 
         def checkpoint(step, loss):
             if save_every and step % save_every == 0 and step < steps:
                 models.save(net, tokenizer, Path(out) / f"checkpoint-{step}")
 
         batches = training.batches(trainable, batch_size, seed=seed, pad_id=models.pad_id(tokenizer))
-        warmup = math.ceil(warmup_ratio * steps)
-        log = progress.StepLog("finetune", steps, every=log_every, path=Path(out) / "train.log")
-        losses = training.train(net, batches, steps=steps, lr=lr, grad_accum=grad_accum, warmup=warmup,
-                                schedule=schedule, callback=checkpoint, log=log)  # fmt: skip
+        warmup = math.ceil(cfg.warmup_ratio * steps)
+        log = progress.StepLog("finetune", steps, every=cfg.log_every, path=Path(out) / "train.log")
+        losses = training.train(net, batches, steps=steps, lr=cfg.lr, grad_accum=grad_accum, warmup=warmup,
+                                schedule=cfg.schedule, callback=checkpoint, log=log)  # fmt: skip
         models.save(net, tokenizer, out)
         record = {
             "data": sources,
             "model": model,
             "steps": steps,
-            "lr": lr,
-            "schedule": schedule,
+            "lr": cfg.lr,
+            "schedule": cfg.schedule,
             "warmup_steps": warmup,
             "batch_size": batch_size,
             "grad_accum": grad_accum,

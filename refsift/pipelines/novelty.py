@@ -17,7 +17,7 @@ import glob
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,60 +27,14 @@ import pyarrow.parquet as pq
 
 import refsift
 from refsift import catalog, models
+from refsift.config import NoveltyConfig
 from refsift.errors import RefsiftError
 from refsift.jobs import progress, rundir, runners
 from refsift.jobs.runners import pipeline_options
-from refsift.kernels.contrastive import DecodeSettings
 from refsift.pages.html import covering_pieces
 from refsift.schemas import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA, SAMPLES_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.contrastive_sampler import ContrastiveSampler
-
-
-@dataclass(frozen=True)
-class NoveltyConfig:
-    """What to generate and compare. See `refsift novelty --help` for each field."""
-
-    base: str
-    finetuned: str
-    out: str
-    num_samples: int = 32
-    baseline_samples: int | None = None  # default: num_samples
-    base_samples: int | None = None  # default: baseline_samples
-    iterative: bool = False  # the num_samples CGE samples are iterative
-    static_samples: int | None = None  # static CGE samples; default: num_samples, or 0 when iterative
-    update_every: int = 1
-    update_steps: int = 1
-    lr: float = 5e-5
-    decode: DecodeSettings = field(default_factory=DecodeSettings)
-    prompts: tuple[str, ...] = ()
-    seed: int = 0
-    batch_size: int = 8
-    data: tuple[str, ...] = ()
-    run: str | None = None
-    top_documents: int = 10
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    overwrite: bool = False
-    attribute: tuple[str, ...] = ()  # training sources: which of them taught what the samples show
-    attribute_method: str = "untrac-inv"
-    unlearn_steps: int | None = None
-    unlearn_lr: float = 5e-5
-    source_samples: int = 256
-
-    def __post_init__(self):
-        if self.num_samples < 0 or self.batch_size < 1 or self.update_every < 1 or self.update_steps < 0:
-            raise RefsiftError("--num-samples, --batch-size, --update-every and --update-steps must be positive")
-        for name in ("baseline_samples", "base_samples", "static_samples"):
-            if (getattr(self, name) or 0) < 0:
-                raise RefsiftError(f"--{name.replace('_', '-')} must not be negative")
-        if self.top_documents < 1:
-            raise RefsiftError("--top-documents must be at least 1")
-        if self.lr <= 0:
-            raise RefsiftError("--lr must be positive")
-        if self.data and self.run:
-            raise RefsiftError("give --data or --run for extract mode, not both")
 
 
 def jobs(cfg: NoveltyConfig) -> list[dict]:

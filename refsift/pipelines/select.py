@@ -21,10 +21,9 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import apache_beam as beam
@@ -32,6 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsDict, AsSingleton
 
 from refsift import catalog
+from refsift.config import EXPORT_FORMATS, SelectConfig
 from refsift.errors import RefsiftError
 from refsift.jobs import reading, rundir, runners
 from refsift.jobs.runners import pipeline_options
@@ -39,51 +39,11 @@ from refsift.kernels import selection
 from refsift.schemas import CLUSTERS_SCHEMA, DOCUMENT_EXPORT_SCHEMA, EXPORT_SCHEMA
 from refsift.transforms import WriteShards
 from refsift.transforms.fill_budget import FillBudget
-from refsift.transforms.label_tokens import LabelTokens, TokenRule
+from refsift.transforms.label_tokens import LabelTokens
 from refsift.transforms.rank_documents import RankDocuments, ranking_sql
 from refsift.transforms.read_parquet import ReadParquet
 
-EXPORT_FORMATS = ("parquet", "jsonl", "hf")
 QUANTILES = 1001  # global thresholds to 0.1% of the token distribution
-
-
-@dataclass(frozen=True)
-class SelectConfig:
-    """What to select from a run. See `refsift select --help` for each field."""
-
-    run: str
-    out: str
-    tokens: str = "all"  # all | excess | random
-    ratio: float = 0.6
-    scope: str = "window"
-    by: str | None = None
-    order: str = "desc"
-    where: str | None = None
-    budget: str | None = None
-    mix: str | None = None
-    temperature: float | None = None
-    per_cluster: int | None = None
-    upsample: bool = False
-    dedup: str = "exact"  # exact | near | none | a refsift dedup directory
-    seed: int = 0
-    format: str = "parquet"
-    name: str | None = None
-    overwrite: bool = False
-
-    @property
-    def rule(self) -> TokenRule:
-        ratio = 1.0 if self.tokens == "all" else self.ratio
-        return TokenRule(mode=self.tokens, ratio=ratio, scope=self.scope, seed=self.seed)
-
-    @property
-    def mixture(self) -> bool:
-        """Whether the budget is split across groups: sources (--mix, --temperature) or clusters."""
-        return self.mix is not None or self.temperature is not None or self.per_cluster is not None
-
-    @property
-    def view_name(self) -> str:
-        name = self.name or self.out.rstrip("/").rsplit("/", 1)[-1]
-        return "selection_" + re.sub(r"\W", "_", name)
 
 
 def validate(cfg: SelectConfig, manifest: dict) -> None:

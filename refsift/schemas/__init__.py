@@ -5,7 +5,7 @@ e.g. ["model", "reference", "ckpt1"]: their per-role columns are `nll_<role>` (a
 `bpb_<role>`).
 """
 
-from refsift.schemas.attribution import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA, METHODS
+from refsift.schemas.attribution import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA
 from refsift.schemas.clusters import CLUSTERS_SCHEMA
 from refsift.schemas.examples import DERIVED_SCORES, examples_schema
 from refsift.schemas.export import DOCUMENT_EXPORT_SCHEMA, EXPORT_SCHEMA
@@ -16,7 +16,6 @@ from refsift.schemas.tokens import tokens_schema
 __all__ = [
     "ATTRIBUTION_DOCUMENTS_SCHEMA",
     "ATTRIBUTION_SCHEMA",
-    "METHODS",
     "CLUSTERS_SCHEMA",
     "DERIVED_SCORES",
     "DOCUMENT_EXPORT_SCHEMA",

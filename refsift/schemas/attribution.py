@@ -16,8 +16,6 @@ unlearning the target: the documents that rise most are the ones that taught it 
 
 import pyarrow as pa
 
-METHODS = ("untrac-inv", "untrac")
-
 ATTRIBUTION_SCHEMA = pa.schema(
     [
         pa.field("target", pa.string(), nullable=False),

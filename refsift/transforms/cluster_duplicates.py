@@ -24,9 +24,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from refsift.config import KEEP_RULES
 from refsift.kernels import minhash
-
-KEEP_RULES = ("first", "longest")
 
 
 def _read(path: str, columns: list[str]):

@@ -19,9 +19,10 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from refsift.config import DEFAULT_CHUNK_SIZE
 from refsift.corpus import records
 from refsift.corpus.chunk import Chunk
-from refsift.corpus.formats import DEFAULT_CHUNK_SIZE, ReadError, Reading, chunked, payloads
+from refsift.corpus.formats import ReadError, Reading, chunked, payloads
 from refsift.corpus.records import Fields
 
 
