@@ -35,9 +35,9 @@ from transformers import AutoModelForCausalLM
 import refsift
 from refsift.demo import corpora, tiny
 from refsift.kernels.contrastive import DecodeSettings
-from refsift.pages.novelty import CGE_MODES
 from refsift.pipelines import attribute as attribution
 from refsift.pipelines import novelty
+from refsift.reports.novelty import CGE_MODES
 
 GENERAL = ("prose", "drama", "math")
 PLANTED = ("code", "es_offensive")

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import refsift
 from refsift.demo import corpora, tiny
-from refsift.pages import analysis
+from refsift.kernels import analysis
 
 PROMPT = "prompt"
 

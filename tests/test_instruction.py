@@ -164,7 +164,7 @@ def test_exports_label_only_responses_and_carry_trl_formats(sft_selection, instr
 
 
 def test_per_cluster_embeds_pairs_as_small2large_does(sft_selection, instruction_data, tmp_path, monkeypatch):
-    from refsift.pages import analysis
+    from refsift.kernels import analysis
 
     embedded = []
     embed = analysis.embed

@@ -13,8 +13,9 @@ from transformers import AutoModelForCausalLM
 from refsift import catalog, cli, models
 from refsift.kernels.contrastive import DecodeSettings, contrastive_scores, generate, sampling_logits
 from refsift.kernels.iterative import iterative_cge
-from refsift.pages import novelty as novelty_report
+from refsift.pages import novelty as novelty_page
 from refsift.pipelines import novelty
+from refsift.reports import novelty as novelty_report
 from refsift.schemas import SAMPLE_MODES
 from tests.browser import open_page
 from tests.conftest import held_out, write_jsonl
@@ -161,7 +162,7 @@ def test_decoding_can_run_past_eos_as_the_paper(pair):
 
 
 def test_character_ngrams_find_novelty_in_any_script():
-    from refsift.pages import analysis
+    from refsift.kernels import analysis
 
     russian = ["Она сказала, что придёт завтра утром.", "Он сказал, что она придёт завтра."] * 3
     english = ["She said that she would come tomorrow.", "He said she would come in the morning."] * 3
@@ -240,7 +241,7 @@ def test_escaping_in_the_static_renderers():
            "finished": True, "mean_contrast": 1.0}  # fmt: skip
     report = novelty_report.build(base={"spec": "b"}, finetuned={"spec": "f"}, settings={}, samples=[row],
                                   created="now", refsift_version="0")  # fmt: skip
-    page = novelty_report.render_html(report)
+    page = novelty_page.render_html(report)
     assert "<b>hi</b>" not in page and "&lt;b&gt;hi&lt;/b&gt;" in page
 
 

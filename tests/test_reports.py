@@ -13,7 +13,8 @@ from refsift.kernels import bootstrap
 from refsift.kernels.token_bytes import BYTE_DECODER, byte_texts, token_bytes
 from refsift.pages import attribution as attribution_page
 from refsift.pages import html as h
-from refsift.pages import novelty as novelty_report
+from refsift.pages import novelty as novelty_page
+from refsift.reports import novelty as novelty_report
 from tests.browser import open_page
 from tests.conftest import held_out, write_jsonl
 
@@ -120,10 +121,10 @@ def test_generated_bytes_that_form_no_character_are_shown_as_bytes(tokenizer):
     assert tokens[1]["logp_ft"] == -3.0  # a character's pieces: log-probabilities added
     assert [t.get("bytes") for t in tokens] == [None, None, None, "e2", "82"]
     json.dumps(built, ensure_ascii=False).encode()  # report.json stays valid UTF-8
-    page = novelty_report.render_html(built)
+    page = novelty_page.render_html(built)
     samples = page.split("<h2>Samples</h2>")[1].split("<h2>")[0]
     assert "⟨byte E2⟩" in samples and "⟨byte 82⟩" in samples and "\ufffd" not in samples
-    assert "⟨byte E2⟩⟨byte 82⟩" in novelty_report.render_md(built)
+    assert "⟨byte E2⟩⟨byte 82⟩" in novelty_page.render_md(built)
     page.encode("utf-8")  # no stray surrogate reaches the file
 
     # a tokenizer whose bytes cannot be read back exactly: no bytes, the decoded text is shown
@@ -174,7 +175,7 @@ def test_unbroken_text_in_a_table_wraps_inside_the_page(tmp_path):
         {"target": ["s1"], "other": [], "share_target": 1.0, "share_other": 0.0, "top_terms": []},
     ]
     by_id = {"s1": {"text": unbroken, "mean_contrast": 1.0}}
-    body = novelty_report._groups_table(groups, by_id) + h.table(["id", "text"], [["a", unbroken]])
+    body = novelty_page._groups_table(groups, by_id) + h.table(["id", "text"], [["a", unbroken]])
     page = tmp_path / "wide.html"
     page.write_text(h.page("wide", body), encoding="utf-8")
     seen = open_page(page)

@@ -300,7 +300,8 @@ def test_a_report_does_not_grow_with_its_documents(tmp_path, prose_model):
 
 
 def test_markdown_report_escapes_html_and_markup():
-    from refsift.pages import novelty
+    from refsift.pages import novelty as page
+    from refsift.reports import novelty
 
     row = {"sample_id": "<img src=x onerror=alert(1)>", "mode": "cge", "iteration": None, "prompt": "",
            "text": "<script>alert(1)</script>", "token_ids": [1], "token_text": ["<b>"], "logp_ft": [-1.0],
@@ -308,6 +309,6 @@ def test_markdown_report_escapes_html_and_markup():
     report = novelty.build(base={"spec": "[b](javascript:x)"}, finetuned={"spec": "<f>"}, settings={},
                            samples=[row, {**row, "sample_id": "p", "mode": "baseline"}], created="now",
                            refsift_version="0")  # fmt: skip
-    text = novelty.render_md(report)
+    text = page.render_md(report)
     assert "<img" not in text and "<f>" not in text and "](javascript" not in text
     assert "    <script>alert(1)</script>" in text  # sample text only inside an indented code block

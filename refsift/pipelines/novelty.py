@@ -188,8 +188,8 @@ def top_documents(rows: list[dict], documents: list[dict], per_target: int = 5) 
 def attribute_samples(cfg: NoveltyConfig, content: dict) -> tuple[list[dict], list[dict]]:
     """Which of `cfg.attribute`'s sources taught the fine-tuned model what its CGE samples
     show: all samples together, and each group of the report that holds two or more."""
-    from refsift.pages.novelty import CGE_MODES
     from refsift.pipelines import attribute
+    from refsift.reports.novelty import CGE_MODES
 
     acfg = attribution_config(cfg)
     cge = [s for s in content["samples"] if s["mode"] in CGE_MODES and s["text"].strip()]
@@ -212,7 +212,8 @@ def attribute_samples(cfg: NoveltyConfig, content: dict) -> tuple[list[dict], li
 
 def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
     """Generates, extracts and writes the report; returns report.json's content."""
-    from refsift.pages import novelty as report
+    from refsift.pages import novelty as page
+    from refsift.reports import novelty as report
 
     started = time.time()
     options = pipeline_options(list(beam_args))  # refuses unknown options before any work
@@ -267,6 +268,6 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
             tables.update(attribution=ATTRIBUTION_SCHEMA, attribution_documents=ATTRIBUTION_DOCUMENTS_SCHEMA)
         catalog.build(cfg.out, tables)
         content["wall_time_s"] = round(time.time() - started, 2)
-        report.write(content, cfg.out)
+        page.write(content, cfg.out)
         claim.complete()
     return content

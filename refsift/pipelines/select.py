@@ -200,7 +200,7 @@ def cluster_candidates(cfg: SelectConfig, removed: str | None, path: str):
     selection.json records of it."""
     import pyarrow as pa
 
-    from refsift.pages import analysis
+    from refsift.kernels import analysis
     from refsift.transforms.commit_chunks import write_table
 
     with candidate_view(cfg, removed) as con:
