@@ -354,7 +354,8 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_finishes_it(
 
 
 def test_ctrl_c_stops_the_run_in_one_line_and_resume_finishes_it(tmp_path, prose_model):
-    write_jsonl(tmp_path / "many.jsonl", [{"id": f"d{i}", "text": TEXTS[i % 6]} for i in range(160)])
+    # enough chunks that the run is still going when the first one commits, even on a fast machine
+    write_jsonl(tmp_path / "many.jsonl", [{"id": f"d{i}", "text": TEXTS[i % 6]} for i in range(800)])
     out = tmp_path / "run"
     args = [sys.executable, "-m", "refsift.cli", "score", "--input", str(tmp_path / "many.jsonl"), "--model",
             prose_model, "--out", str(out), "--max-length", "64", "--context", "16", "--chunk-size", "4K"]  # fmt: skip
@@ -369,7 +370,7 @@ def test_ctrl_c_stops_the_run_in_one_line_and_resume_finishes_it(tmp_path, prose
     assert rundir.marker(str(out))["status"] == "running"
     assert cli.main([*args[3:], "--resume"]) == 0
     counts = json.loads((out / "manifest.json").read_text())["counts"]
-    assert counts["read"] == counts["scored"] == 160
+    assert counts["read"] == counts["scored"] == 800
 
 
 def test_an_attribution_source_that_yields_nothing_or_would_merge_is_refused(tmp_path, prose_model, capsys):
