@@ -24,7 +24,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # test processes in parallel (pytest 
 def pytest_collection_modifyitems(items):
     """The demo, the longest module by far, first: with pytest -n it then runs beside the rest
     rather than alone at the end."""
-    items.sort(key=lambda item: item.path.name != "test_demo.py")
+    items.sort(key=lambda item: item.path.name != "test_tour.py")
 
 
 # Documents [0, 100) of a domain train the tiny models; tests read held-out ones from 150 on.

@@ -9,7 +9,7 @@ Run it in the virtual environment that just passed the suite (`.ci/run` builds o
 tools, `name==version`; torch without its build label (`2.13.0`, not `2.13.0+cpu`), so that
 the same lock takes the CPU wheel here and a CUDA build of the same release on a GPU
 machine. The Dockerfile's Beam image and torch come from the same lock: this script
-rewrites them, and tests/test_engines.py checks that they agree. `setup.cfg` keeps its
+rewrites them, and tests/jobs/test_runners.py checks that they agree. `setup.cfg` keeps its
 ranges loose; the lock is for installing what was tested, not a limit on a user's environment.
 """
 

@@ -226,11 +226,6 @@ def run(cfg: NoveltyConfig, beam_args: list[str] = ()) -> dict:
         check_run(cfg.run, base, finetuned)
     if not rundir.is_local(cfg.out):
         raise RefsiftError("novelty reports are written to a local directory")
-    if "dask" in runners.runner_name(options).lower():
-        raise RefsiftError(
-            "novelty does not run on Beam's DaskRunner: its sampler hands out batches in finish_bundle, whose "
-            "output that runner drops; use the DirectRunner, the portable runner or Dataflow"
-        )
     protect = [*([cfg.run] if cfg.run else []), *cfg.data, *cfg.attribute]
     protect += [path for path in (models.local_path(cfg.base), models.local_path(cfg.finetuned)) if path]
     if cfg.attribute:

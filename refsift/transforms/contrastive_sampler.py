@@ -16,7 +16,6 @@ from refsift.jobs import progress
 from refsift.kernels.contrastive import DecodeSettings, Generated
 from refsift.kernels.token_bytes import token_bytes
 from refsift.models import pad_id
-from refsift.transforms.pooling import PoolingDoFn
 from refsift.transforms.shared_models import shared_model, shared_tokenizer
 
 
@@ -65,11 +64,18 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     return [start] + (tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else [])
 
 
-class _SampleFn(PoolingDoFn):
+def pool_key(job: dict, pool_size: int) -> tuple[str, int]:
+    """The pool a job is decoded in: its mode and the `pool_size` samples its number falls
+    among ("cge-00012" with pools of 8: ("cge", 1)); the iterative jobs travel as one."""
+    if job["mode"] == "cge-iterative":
+        return job["mode"], 0
+    return job["mode"], int(job["sample_id"].rsplit("-", 1)[1]) // pool_size
+
+
+class _SampleFn(beam.DoFn):
     def __init__(self, base, finetuned, settings, batch_size, update, load_args, run):
         self._base, self._finetuned, self._settings, self._run = base, finetuned, settings, run
         self._batch_size, self._update, self._load_args = batch_size, update, load_args
-        self.pool_size = 4 * batch_size
         self._shared = Shared()
         self._samples = Metrics.counter("ContrastiveSampler", "samples")
 
@@ -87,13 +93,15 @@ class _SampleFn(PoolingDoFn):
         self._samples.inc()
         self._progress.add(records=1, tokens_sampled=len(sample.tokens))
 
-    def process(self, job):
-        if job["mode"] == "cge-iterative":
-            yield from self._iterative(job["jobs"])
+    def process(self, keyed):
+        (mode, _), pool = keyed
+        if mode == "cge-iterative":
+            for job in pool:
+                yield from self._iterative(job["jobs"])
         else:
-            yield from super().process(job)
+            yield from self._static(list(pool))
 
-    def flush(self, pool):
+    def _static(self, pool):
         from refsift.kernels.contrastive import generate
         from refsift.kernels.iterative import plain
 
@@ -173,6 +181,14 @@ class ContrastiveSampler(beam.PTransform):
         super().__init__()
         load_args = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         self._fn = _SampleFn(base, finetuned, settings, batch_size, update or {}, load_args, run)
+        self._pool_size = 4 * batch_size
 
     def expand(self, jobs):
-        return jobs | "Generate" >> beam.ParDo(self._fn)
+        # Jobs travel in pools (a GroupByKey, not a bundle's leftovers flushed in finish_bundle,
+        # whose output Beam's DaskRunner drops), so every runner decodes the same batches.
+        return (
+            jobs
+            | "Pool" >> beam.Map(lambda job: (pool_key(job, self._pool_size), job))
+            | "Pools" >> beam.GroupByKey()
+            | "Generate" >> beam.ParDo(self._fn)
+        )

@@ -21,7 +21,7 @@ from refsift import catalog, cli
 from refsift.demo import corpora
 from tests.conftest import held_out, write_jsonl
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +204,16 @@ def test_dataflow_builds_the_whole_job_offline_and_writes_nothing(corpus, prose_
     assert "worker_accelerator" in capsys.readouterr().err
     gpu = [*google, "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]
     assert cli.main([*argv, "gs://bucket/runs/r1", *gpu, "--device", "cuda"]) == 0
+
+
+def test_novelty_on_dask_equals_the_direct_runner(dask_cluster, prose_model, code_model, tmp_path):
+    """The sampler decodes its jobs in pools made by a GroupByKey, not flushed from
+    finish_bundle (whose output the DaskRunner drops): the same samples on every runner."""
+    argv = ["novelty", "--base", prose_model, "--finetuned", code_model, "--num-samples", "5",
+            "--baseline-samples", "3", "--base-samples", "2", "--max-new-tokens", "12", "--batch-size", "2",
+            "--decoding", "sample"]  # fmt: skip
+    assert cli.main([*argv, "--out", str(tmp_path / "direct")]) == 0
+    assert cli.main([*argv, "--out", str(tmp_path / "dask"), *on_dask(dask_cluster)]) == 0
+    query = "SELECT sample_id, mode, token_ids, score FROM samples ORDER BY sample_id"
+    rows = catalog.query(str(tmp_path / "dask"), query)[1]
+    assert rows == catalog.query(str(tmp_path / "direct"), query)[1] and len(rows) == 10

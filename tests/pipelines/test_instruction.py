@@ -225,7 +225,7 @@ def test_trl_sft_trainer_takes_both_exports(sft_selection, chat_model, tmp_path)
 
 def test_the_readme_trl_example_runs_on_a_cpu(sft_selection, chat_model, tmp_path, monkeypatch):
     pytest.importorskip("trl")
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     block = re.search(r"```python\n(import datasets\nimport torch\nfrom trl import .*?)```", readme, re.S).group(1)
     (tmp_path / "mix1").symlink_to(sft_selection / "mix-chats")
     monkeypatch.chdir(tmp_path)
