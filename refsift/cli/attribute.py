@@ -29,7 +29,7 @@ def run(args, _beam_args) -> None:
 
     cfg = from_args(AttributeConfig, args)
     record = attribute.run(cfg)
-    from refsift.pages.attribution import NAMES, finding, methods_finding
+    from refsift.reports.attribution import NAMES, finding, methods_finding
 
     columns = ["rank", "source", "influence", "influence_low", "influence_high", "p_first", "n_documents"]
     columns += ["unlearn_steps"]

@@ -32,9 +32,9 @@ from refsift.demo.domains import DomainClassifier, rates
 from refsift.errors import RefsiftError
 from refsift.jobs import progress
 from refsift.jobs.console import format_table, plural
-from refsift.pages import attribution as attribution_page
 from refsift.pages import html as h
-from refsift.pages import run as run_page
+from refsift.reports import attribution as attribution_findings
+from refsift.reports import run as run_findings
 
 GENERAL = ("prose", "drama", "german", "code")
 TARGET = "math"
@@ -299,11 +299,11 @@ def run(
     echo("   where it came from (UnTrac-Inv: loss rise of each source after unlearning the CGE samples):")
     echo("   all samples: " + ", ".join(f"{r['source']} {r['influence']:+.3f}" for r in ranked))
     results["findings"] = {
-        "scoring": run_page.run_finding(run_dir),
+        "scoring": run_findings.run_finding(run_dir),
         "selection": f"math is {results['target_share']['corpus']:.1%} of the corpus's tokens and "
         f"{results['target_share']['selection']:.1%} of the tokens selected by excess loss.",
         "novelty": report["summary"]["finding"],
-        "attribution": attribution_page.finding(ranked),
+        "attribution": attribution_findings.finding(ranked),
     }
     results["attribution_by_group"] = group_attribution(report, classifier)
     for g in results["attribution_by_group"]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from refsift.pages import html as h
+from refsift.reports.attribution import NAMES, finding, methods_finding
 
 EXPLAIN = {
     "untrac": "UnTrac: each source was unlearned (gradient ascent on a copy of the model) and the target set's loss "
@@ -15,66 +16,6 @@ EXPLAIN = {
     "source's loss measured after; a source's influence is how much its own loss rose.",
 }
 TOP_DOCUMENTS = 5
-
-
-SETTLED = 0.9  # a source first in at least this share of resamples is named as the finding
-
-
-NAMES = {"untrac": "UnTrac", "untrac-inv": "UnTrac-Inv"}
-
-
-def finding(rows: list[dict]) -> str:
-    """One sentence on a target's ranking (rows sorted by rank), with how sure it is, and a
-    second when its sources were unlearned for unequal numbers of steps."""
-    steps = sorted({r["unlearn_steps"] for r in rows if r.get("unlearn_steps") is not None})
-    if len(steps) > 1:
-        return (
-            f"{_ranking(rows)} The sources were unlearned for unequal numbers of steps ({steps[0]} to {steps[-1]}): "
-            "a source unlearned longer can rise more for that alone; --unlearn-steps equal compares them at one budget."
-        )
-    return _ranking(rows)
-
-
-def methods_finding(agreement: dict) -> str:
-    """One sentence on whether UnTrac and UnTrac-Inv agree for a target."""
-    first, rho = agreement["first"], agreement["spearman"]
-    if agreement["agree"]:
-        source = next(iter(first.values()))
-        return f"UnTrac and UnTrac-Inv agree: {source} first by both (Spearman {rho:+.2f} between their rankings)."
-    each = ", ".join(f"{NAMES[m]} puts {source} first" for m, source in first.items())
-    if agreement.get("equal_steps", True):
-        advice = "measure more documents (--source-samples, --target-samples)"
-    else:
-        advice = "try equal unlearning steps (--unlearn-steps equal) and more documents"
-    return (
-        f"UnTrac and UnTrac-Inv disagree: {each} (Spearman {rho:+.2f} between their rankings). Their intervals "
-        f"resample documents and cannot see this: act on neither ranking alone; {advice}."
-    )
-
-
-def _ranking(rows: list[dict]) -> str:
-    top = rows[0]
-    low, high, p = top.get("influence_low"), top.get("influence_high"), top.get("p_first")
-    if p is None:  # written before refsift measured spreads
-        return f"{top['source']} ranks first (influence {top['influence']:+.3f} nats per token)."
-    spread = f"influence {top['influence']:+.3f} nats per token, 90% interval {h.interval(low, high)}"
-    if high is not None and high < 0:  # unlearning every source lowered the measured loss
-        return (
-            f"No source raised the measured loss when unlearned: even the highest influence, {top['source']}'s "
-            f"({spread}), is below zero. By this measure none of them taught it what the target shows."
-        )
-    if len(rows) > 1 and p < SETTLED:
-        contenders = sorted(rows, key=lambda r: -(r.get("p_first") or 0))[:3]
-        shares = ", ".join(f"{r['source']} {r['p_first']:.0%}" for r in contenders)
-        return (
-            f"No source clearly ranks first: {top['source']} does ({spread}), but over resamples of the measured "
-            f"documents the first place goes to {shares}. Measure more documents (--source-samples, "
-            "--target-samples) before acting on this ranking."
-        )
-    if high is not None and low <= 0 <= high:
-        return f"{top['source']} ranks first, but its influence is not distinguishable from none ({spread})."
-    first = f"first in {p:.0%} of resamples" if len(rows) > 1 else "the only source"
-    return f"{top['source']} taught it most: {spread}; {first}."
 
 
 def section(

@@ -19,6 +19,7 @@ import re
 
 import refsift
 from refsift.jobs import rundir
+from refsift.reports import interval  # noqa: F401 (pages format intervals so)
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -107,13 +108,6 @@ def legend(scale: float, label: str) -> str:
 def row(*parts: str) -> str:
     """Blocks side by side (wrapping on narrow screens)."""
     return "<div class='row'>" + "".join(f"<div>{p}</div>" for p in parts) + "</div>"
-
-
-def interval(low, high, fmt: str = "{:+.3f}") -> str:
-    """ "low .. high" for an interval, "" when either end is missing or not finite."""
-    if not all(isinstance(x, int | float) and math.isfinite(x) for x in (low, high)):
-        return ""
-    return f"{fmt.format(low)} .. {fmt.format(high)}"
 
 
 def table(columns: list[str], rows: list[list]) -> str:

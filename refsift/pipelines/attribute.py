@@ -38,7 +38,8 @@ from refsift.jobs import progress, reading, rundir
 from refsift.kernels import bootstrap
 from refsift.kernels.encode import prefix_id
 from refsift.kernels.nll import window_nll
-from refsift.kernels.unlearn import BOTH, METHODS, training_rows, unlearn
+from refsift.kernels.unlearn import BOTH, training_rows, unlearn
+from refsift.reports import attribution as findings
 from refsift.schemas import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA
 from refsift.transforms.read_corpus import read_chunk
 from refsift.transforms.tokenize_windows import tokenize_chunk
@@ -201,35 +202,6 @@ def attribute(
     return attribution, documents
 
 
-def agreement(attribution: list[dict]) -> list[dict]:
-    """Per target, whether UnTrac and UnTrac-Inv rank the sources alike: each method's first
-    source and Spearman's rho between their rankings (ranks are distinct: 1 - 6 sum d^2 /
-    (n (n^2 - 1))). The bootstrap intervals of either method cannot see a disagreement: they
-    resample documents, not the method."""
-    out = []
-    for target in dict.fromkeys(r["target"] for r in attribution):
-        ranks = {
-            method: {r["source"]: r["rank"] for r in attribution if r["target"] == target and r["method"] == method}
-            for method in METHODS
-        }
-        if not all(ranks.values()):
-            continue
-        n = len(ranks[METHODS[0]])
-        d2 = sum((ranks[METHODS[0]][s] - ranks[METHODS[1]][s]) ** 2 for s in ranks[METHODS[0]])
-        first = {method: min(r, key=r.get) for method, r in ranks.items()}
-        steps = {r.get("unlearn_steps") for r in attribution if r["target"] == target and r["method"] == "untrac"}
-        out.append(
-            {
-                "target": target,
-                "first": first,
-                "spearman": 1 - 6 * d2 / (n * (n * n - 1)) if n > 1 else 1.0,
-                "agree": len(set(first.values())) == 1,
-                "equal_steps": len(steps) == 1,  # UnTrac unlearned every source for as many steps
-            }
-        )
-    return out
-
-
 def write_tables(out: str, attribution: list[dict], documents: list[dict], *, build_catalog: bool = True) -> None:
     """The two tables as Parquet under `out`, and (for an attribution directory) its catalog."""
     for table, rows, schema in (
@@ -279,7 +251,7 @@ def run(cfg: AttributeConfig) -> dict:
             "settings": {**asdict(cfg), "unlearning": asdict(cfg.unlearning)},
             "rejected": {"target": dict(target_rejected), "sources": dict(source_rejected)},
             "attribution": attribution,
-            **({"agreement": agreement(attribution)} if cfg.method == BOTH else {}),
+            **({"agreement": findings.agreement(attribution)} if cfg.method == BOTH else {}),
             "wall_time_s": round(time.time() - started, 2),
         }
         rundir.write_json(rundir.join(cfg.out, "attribution.json"), record)

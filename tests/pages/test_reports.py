@@ -14,6 +14,7 @@ from refsift.kernels.token_bytes import BYTE_DECODER, byte_texts, token_bytes
 from refsift.pages import attribution as attribution_page
 from refsift.pages import html as h
 from refsift.pages import novelty as novelty_page
+from refsift.reports import attribution as attribution_findings
 from refsift.reports import novelty as novelty_report
 from tests.browser import open_page
 from tests.conftest import held_out, write_jsonl
@@ -86,14 +87,14 @@ def attribution_rows(spreads: list[tuple[str, float, float, float, float]]) -> l
 
 def test_an_attribution_finding_says_when_the_ranking_is_not_settled():
     settled = attribution_rows([("code", 0.3, 0.25, 0.35, 0.99), ("prose", 0.1, 0.05, 0.15, 0.01)])
-    assert attribution_page.finding(settled).startswith("code taught it most") and "99%" in attribution_page.finding(
-        settled
-    )
+    assert attribution_findings.finding(settled).startswith(
+        "code taught it most"
+    ) and "99%" in attribution_findings.finding(settled)
     close = attribution_rows([("code", 0.3, 0.1, 0.5, 0.55), ("prose", 0.28, 0.1, 0.45, 0.45)])
-    text = attribution_page.finding(close)
+    text = attribution_findings.finding(close)
     assert text.startswith("No source clearly ranks first") and "code 55%, prose 45%" in text
     nothing = attribution_rows([("code", 0.01, -0.02, 0.04, 0.95), ("prose", -0.1, -0.2, 0.0, 0.05)])
-    assert "not distinguishable from none" in attribution_page.finding(nothing)
+    assert "not distinguishable from none" in attribution_findings.finding(nothing)
     page = attribution_page.section(close, [])
     assert "90% interval" in page and "+0.100 .. +0.500" in page and "<path d=" in page  # whiskers drawn
 
@@ -188,5 +189,5 @@ def test_an_attribution_finding_never_names_a_teacher_whose_influence_is_below_z
         {"source": "prose", "influence": -0.033, "influence_low": -0.036, "influence_high": -0.031, "p_first": 1.0},
         {"source": "forum", "influence": -0.144, "influence_low": -0.145, "influence_high": -0.142, "p_first": 0.0},
     ]
-    text = attribution_page.finding(rows)
+    text = attribution_findings.finding(rows)
     assert text.startswith("No source raised the measured loss when unlearned") and "taught it most" not in text

@@ -206,7 +206,7 @@ def test_attribution_intervals_come_from_resampled_documents(results):
 
 
 def test_unequal_unlearning_is_said_and_both_methods_are_compared(results, planted, code_finetuned, tmp_path):
-    from refsift.pages.attribution import finding
+    from refsift.reports.attribution import finding
 
     _, inverse, direct = results
     steps = {r["source"]: r["unlearn_steps"] for r in direct}  # UnTrac by default: one epoch over each source
@@ -235,8 +235,7 @@ def test_unequal_unlearning_is_said_and_both_methods_are_compared(results, plant
 
 
 def test_a_disagreement_between_the_methods_is_the_finding():
-    from refsift.pages.attribution import methods_finding
-    from refsift.pipelines.attribute import agreement
+    from refsift.reports.attribution import agreement, methods_finding
 
     def rows(method, order):
         return [{"target": "all", "method": method, "source": s, "rank": k} for k, s in enumerate(order, 1)]

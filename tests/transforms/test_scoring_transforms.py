@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from refsift.corpus.chunk import Chunk
 from refsift.corpus.records import to_document
 from refsift.transforms.label_tokens import LabelTokens, TokenRule
+from refsift.transforms.score_documents import ScoreDocuments
 from refsift.transforms.score_tokens import ScoreTokens
 from refsift.transforms.summarize_examples import SummarizeExamples
 from refsift.transforms.tokenize_windows import TokenizeWindows
@@ -28,20 +29,20 @@ def documents():
     return [to_document(p, "prose.jsonl", i) for i, p in enumerate(parsed)]
 
 
-def plain_mean_nll(model_dir: str, text: str) -> float:
-    """A document's mean loss per token by a plain forward pass: the prefix token (BOS,
-    else EOS) then the text, every text token predicted."""
+def plain_nll(model_dir: str, text: str, reduction: str = "mean") -> float:
+    """A document's loss (mean per token, or total) by a plain forward pass: the prefix token
+    (BOS, else EOS) then the text, every text token predicted."""
     tokenizer, model = AutoTokenizer.from_pretrained(model_dir), AutoModelForCausalLM.from_pretrained(model_dir)
     prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     ids = torch.tensor([[prefix, *tokenizer(text).input_ids]])
     with torch.no_grad():
         logits = model.eval()(ids).logits[0, :-1]
-    return torch.nn.functional.cross_entropy(logits.float(), ids[0, 1:]).item()
+    return torch.nn.functional.cross_entropy(logits.float(), ids[0, 1:], reduction=reduction).item()
 
 
 def test_a_documents_mean_loss_is_a_plain_forward_pass(prose_model):
     docs = documents()
-    expected = {d["doc_id"]: plain_mean_nll(prose_model, d["text"]) for d in docs}
+    expected = {d["doc_id"]: plain_nll(prose_model, d["text"]) for d in docs}
     with Pipeline() as p:
         chunk = Chunk(task=0, index=0, final=True, read=len(docs), documents=docs)
         rows = (
@@ -56,6 +57,21 @@ def test_a_documents_mean_loss_is_a_plain_forward_pass(prose_model):
             lambda r: (r["doc_id"], math.isclose(r["nll_model"], expected[r["doc_id"]], rel_tol=1e-4))
         )
         assert_that(close, equal_to([(d, True) for d in expected]))
+
+
+def test_score_documents_totals_a_models_loss_with_its_own_tokenizer(prose_model, foreign_model):
+    docs = documents()
+    expected = {d["doc_id"]: plain_nll(foreign_model, d["text"], "sum") for d in docs}
+    with Pipeline() as p:
+        chunk = Chunk(task=0, index=0, final=True, read=len(docs), documents=docs)
+        totals = (
+            p
+            | beam.Create([chunk])
+            | ScoreDocuments(role="ladder2", model=foreign_model, max_length=512, device="cpu")
+            | beam.FlatMap(lambda c: zip([d["doc_id"] for d in c.documents], c.document_nll["ladder2"][0].tolist()))
+            | beam.Map(lambda kv: (kv[0], math.isclose(kv[1], expected[kv[0]], rel_tol=1e-4)))
+        )
+        assert_that(totals, equal_to([(d, True) for d in expected]))
 
 
 def test_label_tokens_labels_the_top_excess_tokens_of_chosen_documents(prose_model):
