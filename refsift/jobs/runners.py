@@ -13,6 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from refsift.errors import Interrupted, RefsiftError, explain, interrupted
 from refsift.jobs import console, ledger
 from refsift.jobs.console import plural
+from refsift.transforms.runner_quirks import on_dask
 
 RUNNERS = {
     "direct": "DirectRunner",
@@ -127,10 +128,6 @@ def is_dataflow(options: PipelineOptions) -> bool:
     return "dataflow" in runner_name(options).lower()
 
 
-def is_dask(options: PipelineOptions) -> bool:
-    return "dask" in runner_name(options).lower()
-
-
 def check_device(device: str, options: PipelineOptions) -> None:
     """The device a job's workers will use, refused on the launcher before any work. On
     Dataflow the workers are other machines: a CUDA device needs GPU workers asked for (the
@@ -196,7 +193,7 @@ def run_job(pipeline, out: str, *, what: str = "run", resumable: bool = True) ->
     """Runs a job. Its workers' own output goes to a log file (unless --verbose); Ctrl-C or
     a failure becomes one line, which for a chunk job (`resumable`) names how many chunks
     are committed and that `--resume` finishes the run."""
-    if is_dask(pipeline.options):
+    if on_dask(pipeline.options):
         join_sinks(pipeline)
     with console.worker_output() as log_file:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from refsift.kernels.selection import fill
+from refsift.transforms.runner_quirks import on_dask
 
 _PRUNE_EVERY = 4096
 
@@ -56,9 +57,7 @@ class FillBudget(beam.PTransform):
         self._limits = limits
 
     def expand(self, keyed):
-        from apache_beam.options.pipeline_options import StandardOptions
-
-        if "dask" in str(keyed.pipeline.options.view_as(StandardOptions).runner).lower():
+        if on_dask(keyed.pipeline.options):
             return (
                 keyed
                 | "Group" >> beam.GroupByKey()

@@ -26,6 +26,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
+from refsift.transforms.runner_quirks import on_dask
+
 TMP = "_tmp"
 DASK_SHARDS = 16
 
@@ -111,9 +113,7 @@ class WriteShards(beam.PTransform):
         self._directory, self._schema, self._limit = directory.rstrip("/"), schema, rows_per_file
 
     def expand(self, rows):
-        from apache_beam.options.pipeline_options import StandardOptions
-
-        if "dask" in str(rows.pipeline.options.view_as(StandardOptions).runner).lower():
+        if on_dask(rows.pipeline.options):
             written = (
                 rows
                 | "Spread" >> beam.Map(lambda row: (random.randrange(DASK_SHARDS), row))
