@@ -765,3 +765,71 @@ class FinetuneConfig:
             raise RefsiftError("--log-every must be positive")
         if self.schedule not in SCHEDULES or not 0 <= self.warmup_ratio < 1:
             raise RefsiftError(f"--schedule must be one of {', '.join(SCHEDULES)}, --warmup-ratio in [0, 1)")
+
+
+PROXIES = "proxy models"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AblateConfig(CorpusOptions, WindowOptions):
+    """`refsift ablate`: small proxy models, one per arm and seed, trained on the same token
+    budget and compared on held-out documents."""
+
+    arms: tuple[str, ...] = option(
+        flag="--arm",
+        repeat=True,
+        metavar="NAME=SOURCE",
+        help="an arm (repeat, two or more): a refsift select directory (its rows and labels: a token selection "
+        "trains on its selected tokens), or weights over the sources of --input: natural, uniform, or "
+        "code=0.3,prose=0.7",
+    )
+    evals: tuple[str, ...] = option(
+        flag="--eval",
+        many=True,
+        metavar="PATH",
+        help="held-out documents the proxies are measured on (any score input)",
+    )
+    out: str = option(help="ablation directory to write")
+    inputs: tuple[str, ...] = option(
+        (),
+        flag="--input",
+        many=True,
+        metavar="PATH",
+        help="the sources that weight arms draw from (source = file stem)",
+    )
+    tokenizer: str | None = option(
+        None, help="the proxies' tokenizer (a model spec); default: the tokenizer of the select arms' run"
+    )
+    proxy: str = option(
+        "2x128",
+        group=PROXIES,
+        help="LxW: a fresh GPT-2-style model of L layers and width W, or a model directory to start from "
+        "(a fine-tuning ablation)",
+    )
+    tokens: int = option(200_000, group=PROXIES, help="training tokens every arm's proxy is fed")
+    seeds: int = option(3, group=PROXIES, help="seeds 0..N-1, shared by the arms (initialisation and data order)")
+    max_epochs: float = option(4.0, group=PROXIES, help="refuse an arm that would repeat its data more often than this")
+    block: int = option(128, group=PROXIES, help="tokens per training row of a weights arm")
+    batch_size: int = option(16, group=PROXIES, help="rows per optimizer step")
+    lr: float = option(2e-3, group=PROXIES, help="peak learning rate (AdamW, warmup then cosine)")
+    warmup_ratio: float = option(0.1, group=PROXIES, help="share of the steps warming up linearly")
+    curve_points: int = option(4, group=PROXIES, help="evaluations along training, for the loss curves")
+    device: str = option("auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
+    overwrite: bool = option(False, help="replace an ablation directory refsift made before")
+
+    def __post_init__(self):
+        CorpusOptions.__post_init__(self)
+        WindowOptions.__post_init__(self)
+        names = [arm.partition("=")[0] for arm in self.arms]
+        if len(self.arms) < 2 or not all("=" in arm and name.strip() for arm, name in zip(self.arms, names)):
+            raise RefsiftError("give two or more --arm NAME=SOURCE")
+        if len(set(names)) != len(names):
+            raise RefsiftError("every --arm needs a name of its own")
+        if not self.evals:
+            raise RefsiftError("give --eval: the held-out documents the proxies are measured on")
+        if self.tokens < 1 or self.seeds < 1 or self.block < 2 or self.batch_size < 1 or self.curve_points < 1:
+            raise RefsiftError(
+                "--tokens, --seeds, --batch-size and --curve-points must be positive, --block at least 2"
+            )
+        if not 0 < self.max_epochs < math.inf or not 0 < self.lr < math.inf or not 0 <= self.warmup_ratio < 1:
+            raise RefsiftError("--max-epochs and --lr must be positive numbers, --warmup-ratio in [0, 1)")

@@ -33,6 +33,11 @@ MINIMAL = {
         ["--base", "b", "--finetuned", "f", "--out", "o"],
         {"base": "b", "finetuned": "f", "out": "o"},
     ),
+    "ablate": (
+        config.AblateConfig,
+        ["--arm", "a=natural", "--arm", "b=uniform", "--eval", "e.jsonl", "--out", "o"],
+        {"arms": ("a=natural", "b=uniform"), "evals": ("e.jsonl",), "out": "o"},
+    ),
     "finetune": (
         config.FinetuneConfig,
         ["--data", "m", "--model", "x", "--out", "o"],

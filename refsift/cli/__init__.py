@@ -14,6 +14,7 @@ import sys
 
 import refsift
 from refsift.cli import (
+    ablate,
     attribute,
     classify,
     dedup,
@@ -29,8 +30,8 @@ from refsift.cli import (
 )
 from refsift.errors import RefsiftError
 
-COMMANDS = (dedup, score, sql, verify, select, distill, classify, finetune, novelty, attribute, report, demo)
-PASS_THROUGH = {"score", "select", "novelty", "classify", "dedup"}  # their unknown arguments are Beam options
+COMMANDS = (dedup, score, sql, verify, select, distill, classify, finetune, ablate, novelty, attribute, report, demo)
+PASS_THROUGH = {"score", "select", "novelty", "classify", "dedup", "ablate"}  # their unknown arguments are Beam options
 
 
 class _Parser(argparse.ArgumentParser):

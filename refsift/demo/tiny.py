@@ -11,6 +11,7 @@ from pathlib import Path
 
 from refsift import models
 from refsift.kernels import training
+from refsift.kernels.proxy import new_model  # noqa: F401 (tests and benchmarks build models from here)
 
 SPECIAL = "<|endoftext|>"
 
@@ -31,25 +32,6 @@ def train_tokenizer(texts: list[str], vocab_size: int = 512):
     )
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL, eos_token=SPECIAL, pad_token=SPECIAL)
-
-
-def new_model(tokenizer, *, layers: int = 2, width: int = 64, heads: int = 2, positions: int = 512, seed: int = 0):
-    """A freshly initialised GPT-2 for `tokenizer`'s vocabulary."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=positions,
-        n_embd=width,
-        n_layer=layers,
-        n_head=heads,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return GPT2LMHeadModel(config).eval()
 
 
 def pretrain(

@@ -4,18 +4,24 @@ and rejections), and the copies a dedup run removed, which a reading skips with 
 
 from __future__ import annotations
 
+import logging
+import random
+from collections import Counter
 from dataclasses import replace
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
 
 from refsift import catalog
-from refsift.corpus.tasks import Task, is_saved_dataset
+from refsift.corpus.formats import chunked, payloads
+from refsift.corpus.tasks import Task, is_saved_dataset, plan_tasks, source_name
 from refsift.errors import RefsiftError
 from refsift.jobs import progress, rundir
 from refsift.transforms.index_corpus import IndexCorpus
-from refsift.transforms.read_corpus import ReadCorpus
+from refsift.transforms.read_corpus import ReadCorpus, read_chunk
 from refsift.transforms.read_parquet import ReadParquet
+
+log = logging.getLogger("refsift")
 
 
 def resolve_format(cfg):
@@ -101,3 +107,57 @@ def check_dedup(cfg, identity: list[dict]) -> None:
     for name in READING_SETTINGS:
         if made["settings"].get(name) != getattr(cfg, name):
             raise RefsiftError(f"--dedup {cfg.dedup} read the inputs with another --{name.replace('_', '-')}")
+
+
+def read_documents(
+    inputs: list[str], cfg, limit: int, role: str, *, seed: int = 0
+) -> tuple[dict[str, list[dict]], Counter]:
+    """Documents of `inputs` by source (a seeded sample of at most `limit` per source when
+    `limit` > 0), and the records that were not documents, counted by reason and named in a
+    warning: the commands that read their documents in one process (attribute, ablate).
+    `cfg` says how to read (`refsift.config.CorpusOptions`); `role` ("target", "sources",
+    "eval") names the set and, with `seed`, seeds its sample.
+
+    Refuses, in one line, an input file that yields no document (a wrong --text-field, say:
+    its source would silently vanish from the ranking) and two files that would merge into
+    one source because their names share a stem.
+    """
+    tasks, _ = plan_tasks(inputs, format=cfg.format, text_per_line=cfg.text_per_line, task_size=2**62)
+    if not cfg.source_field and role == "sources":
+        by_name: dict[str, str] = {}
+        for task in tasks:
+            name = source_name(task.input)
+            if by_name.setdefault(name, task.input) != task.input:
+                raise RefsiftError(
+                    f"sources {by_name[name]} and {task.input} would both be source {name!r} (a source is named by "
+                    "its file's stem): rename one, or name sources with --source-field"
+                )
+    skip = removed(cfg.dedup) if cfg.dedup else {}
+    rng = random.Random(f"{seed}:{role}")
+    kept: dict[str, list[dict]] = {}
+    seen: dict[str, int] = {}
+    rejected: Counter = Counter()
+    for task in tasks:
+        items = payloads(task, cfg.fields.columns(), cfg.reading)
+        documents, lost = 0, Counter()
+        for index, final, part in chunked(items, 2**20):
+            chunk = read_chunk(task, index, final, part, cfg.fields, 0, {}, skip)
+            lost.update(row["reason"] for row in chunk.rejected)
+            documents += len(chunk.documents)
+            for doc in chunk.documents:  # reservoir sampling: every document equally likely to stay
+                name = doc["source"]
+                seen[name] = seen.get(name, 0) + 1
+                bucket = kept.setdefault(name, [])
+                if not limit or len(bucket) < limit:
+                    bucket.append(doc)
+                elif (j := rng.randrange(seen[name])) < limit:
+                    bucket[j] = doc
+        if not documents:
+            why = ", ".join(f"{reason} {n}" for reason, n in sorted(lost.items())) or "it is empty"
+            what = "target" if role == "target" else "source"
+            raise RefsiftError(f"{what} {task.input} yields no document ({why}): check --text-field and --format")
+        rejected.update(lost)
+    if rejected:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
+        log.warning("%s: %d records are not documents and were left out (%s)", role, rejected.total(), reasons)
+    return kept, rejected

@@ -42,6 +42,7 @@ KINDS = {
     "attribution": "attribution",
     "classifier": "classifier",
     "dedup": "dedup run",
+    "ablation": "ablation",
 }
 
 

@@ -18,9 +18,7 @@ or `refsift novelty --attribute` (the novelty samples are the target).
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -31,8 +29,6 @@ import pyarrow.parquet as pq
 from refsift import catalog, models
 from refsift.config import EQUAL, AttributeConfig, window_context
 from refsift.corpus.chunk import Chunk
-from refsift.corpus.formats import chunked, payloads
-from refsift.corpus.tasks import plan_tasks, source_name
 from refsift.errors import RefsiftError
 from refsift.jobs import progress, reading, rundir
 from refsift.kernels import bootstrap
@@ -41,61 +37,10 @@ from refsift.kernels.nll import window_nll
 from refsift.kernels.unlearn import BOTH, training_rows, unlearn
 from refsift.reports import attribution as findings
 from refsift.schemas import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA
-from refsift.transforms.read_corpus import read_chunk
 from refsift.transforms.tokenize_windows import tokenize_chunk
 
 log = logging.getLogger("refsift")
 ALL = "all"
-
-
-def read_sets(inputs: list[str], cfg: AttributeConfig, limit: int, role: str) -> tuple[dict[str, list[dict]], Counter]:
-    """Documents of `inputs` by source (a seeded sample of at most `limit` per source when
-    `limit` > 0), and the records that were not documents, counted by reason and named in a
-    warning. `role` ("target" or "sources") names the set and seeds its sample.
-
-    Refuses, in one line, an input file that yields no document (a wrong --text-field, say:
-    its source would silently vanish from the ranking) and two files that would merge into
-    one source because their names share a stem.
-    """
-    tasks, _ = plan_tasks(inputs, format=cfg.format, text_per_line=cfg.text_per_line, task_size=2**62)
-    if not cfg.source_field and role == "sources":
-        by_name: dict[str, str] = {}
-        for task in tasks:
-            name = source_name(task.input)
-            if by_name.setdefault(name, task.input) != task.input:
-                raise RefsiftError(
-                    f"sources {by_name[name]} and {task.input} would both be source {name!r} (a source is named by "
-                    "its file's stem): rename one, or name sources with --source-field"
-                )
-    skip = reading.removed(cfg.dedup) if cfg.dedup else {}
-    rng = random.Random(f"{cfg.seed}:{role}")
-    kept: dict[str, list[dict]] = {}
-    seen: dict[str, int] = {}
-    rejected: Counter = Counter()
-    for task in tasks:
-        items = payloads(task, cfg.fields.columns(), cfg.reading)
-        documents, lost = 0, Counter()
-        for index, final, part in chunked(items, 2**20):
-            chunk = read_chunk(task, index, final, part, cfg.fields, 0, {}, skip)
-            lost.update(row["reason"] for row in chunk.rejected)
-            documents += len(chunk.documents)
-            for doc in chunk.documents:  # reservoir sampling: every document equally likely to stay
-                name = doc["source"]
-                seen[name] = seen.get(name, 0) + 1
-                bucket = kept.setdefault(name, [])
-                if not limit or len(bucket) < limit:
-                    bucket.append(doc)
-                elif (j := rng.randrange(seen[name])) < limit:
-                    bucket[j] = doc
-        if not documents:
-            why = ", ".join(f"{reason} {n}" for reason, n in sorted(lost.items())) or "it is empty"
-            what = "target" if role == "target" else "source"
-            raise RefsiftError(f"{what} {task.input} yields no document ({why}): check --text-field and --format")
-        rejected.update(lost)
-    if rejected:
-        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
-        log.warning("%s: %d records are not documents and were left out (%s)", role, rejected.total(), reasons)
-    return kept, rejected
 
 
 @dataclass
@@ -231,11 +176,13 @@ def run(cfg: AttributeConfig) -> dict:
     started = time.time()
     if not rundir.is_local(cfg.out):
         raise RefsiftError("attributions are written to a local directory")
-    target_docs, target_rejected = read_sets(
-        list(cfg.targets), replace(cfg, source_field=None), cfg.target_samples, "target"
+    target_docs, target_rejected = reading.read_documents(
+        list(cfg.targets), replace(cfg, source_field=None), cfg.target_samples, "target", seed=cfg.seed
     )
     targets = {ALL: [d for docs in target_docs.values() for d in docs]}
-    sources, source_rejected = read_sets(list(cfg.sources), cfg, cfg.source_samples, "sources")
+    sources, source_rejected = reading.read_documents(
+        list(cfg.sources), cfg, cfg.source_samples, "sources", seed=cfg.seed
+    )
     model, tokenizer = load(cfg)
     protect = [*cfg.targets, *cfg.sources, models.resolve(cfg.model), *([cfg.dedup] if cfg.dedup else [])]
     with rundir.claim(cfg.out, kind="attribution", overwrite=cfg.overwrite, protect=protect) as claim:

@@ -109,9 +109,8 @@ def _run_documents(cfg: DistillConfig) -> tuple[list[str], list[str], np.ndarray
 
 
 def _file_documents(paths: tuple[str, ...], cfg: DistillConfig, role: str) -> tuple[list[str], list[str]]:
-    from refsift.pipelines.attribute import read_sets
 
-    documents, _ = read_sets(list(paths), cfg, 0, role)
+    documents, _ = reading.read_documents(list(paths), cfg, 0, role, seed=cfg.seed)
     docs = [d for group in documents.values() for d in group]
     return [f"{d['input']}:{d['row']}" for d in docs], [d["text"] for d in docs]
 

@@ -29,7 +29,7 @@ import refsift
 from refsift import catalog, models
 from refsift.config import NoveltyConfig
 from refsift.errors import RefsiftError
-from refsift.jobs import progress, rundir, runners
+from refsift.jobs import progress, reading, rundir, runners
 from refsift.jobs.runners import pipeline_options
 from refsift.pages.html import covering_pieces
 from refsift.schemas import ATTRIBUTION_DOCUMENTS_SCHEMA, ATTRIBUTION_SCHEMA, SAMPLES_SCHEMA
@@ -201,7 +201,7 @@ def attribute_samples(cfg: NoveltyConfig, content: dict) -> tuple[list[dict], li
         members = [d for d in docs if d["doc_id"] in ids]
         if len(members) >= 2:
             targets[f"group {k}"] = members
-    sources, _ = attribute.read_sets(list(cfg.attribute), acfg, acfg.source_samples, "sources")
+    sources, _ = reading.read_documents(list(cfg.attribute), acfg, acfg.source_samples, "sources", seed=acfg.seed)
     if not docs or not sources:
         raise RefsiftError("--attribute needs CGE samples with text and sources with documents")
     model, tokenizer = attribute.load(acfg)

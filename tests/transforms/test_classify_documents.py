@@ -40,8 +40,13 @@ def test_scores_are_fasttexts_probability_of_the_label(tmp_path):
             | beam.Create([chunk])
             | ClassifyDocuments(classifier=str(tmp_path / "m.bin"), label="__label__code")
             | beam.FlatMap(lambda c: c.tables["examples"].to_pylist())
-            | beam.Map(lambda r: (r["doc_id"], math.isclose(r["classifier_score"], expected[r["doc_id"]], rel_tol=1e-6),
-                                  r["n_tokens"] == len(r["text"].split())))  # fmt: skip
+            | beam.Map(
+                lambda r: (
+                    r["doc_id"],
+                    math.isclose(r["classifier_score"], expected[r["doc_id"]], rel_tol=1e-6),
+                    r["n_tokens"] == len(r["text"].split()),
+                )
+            )  # fmt: skip
         )
         assert_that(rows, equal_to([(doc_id, True, True) for doc_id in expected]))
     assert min(expected[f"code{i}"] for i in range(3)) > max(expected[f"prose{i}"] for i in range(3))
