@@ -25,6 +25,7 @@ import statistics
 import string
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from refsift.config import FinetuneConfig, ScoreConfig
 from refsift.demo import corpora, tiny
@@ -54,6 +55,35 @@ def mean_nll(model_dir: str, tokenizer, texts: list[str]) -> float:
     return total / count
 
 
+def noisy_case(tmp: Path) -> SimpleNamespace:
+    """The case: a base model trained on general text, a reference trained on clean math, a
+    noisy corpus (math, general text, junk) to select from, and held-out math and general
+    documents. The ablation benchmark starts from it too."""
+    rng = random.Random(0)
+    math_docs = corpora.documents("math", target_chars=600)
+    general = {d: corpora.documents(d, target_chars=600) for d in GENERAL}
+    ref_train, noisy_math, math_test = math_docs[:60], math_docs[60:140], math_docs[-40:]
+    base_train = sum((docs[:150] for docs in general.values()), [])
+    noisy_general = sum((docs[150:190] for docs in general.values()), [])
+    tokenizer = tiny.train_tokenizer(base_train + ref_train, vocab_size=1024)
+    shape = dict(layers=2, width=128, heads=4)
+    reference = tiny.new_model(tokenizer, **shape)
+    tiny.pretrain(reference, tokenizer, ref_train, steps=300, lr=2e-3)
+    base = tiny.new_model(tokenizer, **shape, seed=1)
+    tiny.pretrain(base, tokenizer, base_train, steps=400, lr=2e-3)
+    corpus = tmp / "noisy.jsonl"
+    corpora.write_jsonl(corpus, corpora.numbered(noisy_math + noisy_general + junk(rng, 40), "d"))
+    return SimpleNamespace(
+        tokenizer=tokenizer,
+        ref_dir=str(tiny.save(reference, tokenizer, tmp / "ref")),
+        base_dir=str(tiny.save(base, tokenizer, tmp / "base")),
+        corpus=corpus,
+        counts=(len(noisy_math), len(noisy_general), 40),
+        math_test=math_test,
+        general_test=sum((docs[-10:] for docs in general.values()), []),
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -61,35 +91,16 @@ def main() -> None:
     p.add_argument("--ratio", type=float, default=0.6)
     args = p.parse_args()
 
-    rng = random.Random(0)
-    math_docs = corpora.documents("math", target_chars=600)
-    general = {d: corpora.documents(d, target_chars=600) for d in GENERAL}
-    ref_train, noisy_math, math_test = math_docs[:60], math_docs[60:140], math_docs[-40:]
-    base_train = sum((docs[:150] for docs in general.values()), [])
-    noisy_general = sum((docs[150:190] for docs in general.values()), [])
-    general_test = sum((docs[-10:] for docs in general.values()), [])
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        tokenizer = tiny.train_tokenizer(base_train + ref_train, vocab_size=1024)
-        shape = dict(layers=2, width=128, heads=4)
-        reference = tiny.new_model(tokenizer, **shape)
-        tiny.pretrain(reference, tokenizer, ref_train, steps=300, lr=2e-3)
-        base = tiny.new_model(tokenizer, **shape, seed=1)
-        tiny.pretrain(base, tokenizer, base_train, steps=400, lr=2e-3)
-        ref_dir, base_dir = (
-            str(tiny.save(reference, tokenizer, tmp / "ref")),
-            str(tiny.save(base, tokenizer, tmp / "base")),
-        )
-
-        noisy = noisy_math + noisy_general + junk(rng, 40)
-        corpus = tmp / "noisy.jsonl"
-        corpora.write_jsonl(corpus, corpora.numbered(noisy, "d"))
+        case = noisy_case(tmp)
+        tokenizer, ref_dir, base_dir, corpus = case.tokenizer, case.ref_dir, case.base_dir, case.corpus
+        math_test, general_test = case.math_test, case.general_test
         run = str(tmp / "run")
         score.run(
             ScoreConfig(inputs=(str(corpus),), out=run, model=base_dir, reference=ref_dir, max_length=128, context=16)
         )
-        print(f"noisy corpus: {len(noisy_math)} math, {len(noisy_general)} general, 40 junk documents")
+        print("noisy corpus: {} math, {} general, {} junk documents".format(*case.counts))
         print(
             f"base before training: math {mean_nll(base_dir, tokenizer, math_test):.3f}, "
             f"general {mean_nll(base_dir, tokenizer, general_test):.3f}"

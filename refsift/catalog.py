@@ -306,7 +306,7 @@ def connect(run_dir: str | os.PathLike, *, memory_limit: str = DEFAULT_MEMORY) -
     import pyarrow.dataset as ds
 
     run_dir = os.fspath(run_dir)
-    rundir.require(run_dir, ("run", "dedup", "novelty", "attribution", "ablation"))
+    rundir.require(run_dir, ("run", "dedup", "novelty", "attribution", "ablation", "mixture"))
     run = Path(run_dir).resolve()
     tables, views = metadata(run_dir)
     con = confined(memory_limit)

@@ -468,6 +468,7 @@ class SelectConfig:
     budget: str | None = option(None, help="10%% (of documents; of tokens with a mixture), 2000000tok, or N documents")
     mix: str | None = option(None, help="token shares per source, e.g. code=0.3,prose=0.5,math=0.2")
     temperature: float | None = option(None, help="source shares proportional to tokens^(1/T) instead of --mix")
+    mix_from: str | None = option(None, metavar="DIR", help="the mixture a refsift mix search proposed, as --mix")
     per_cluster: int | None = option(
         None,
         metavar="K",
@@ -503,7 +504,7 @@ class SelectConfig:
     @property
     def mixture(self) -> bool:
         """Whether the budget is split across groups: sources (--mix, --temperature) or clusters."""
-        return self.mix is not None or self.temperature is not None or self.per_cluster is not None
+        return any(x is not None for x in (self.mix, self.mix_from, self.temperature, self.per_cluster))
 
     @property
     def view_name(self) -> str:
@@ -771,7 +772,36 @@ PROXIES = "proxy models"
 
 
 @dataclass(frozen=True, kw_only=True)
-class AblateConfig(CorpusOptions, WindowOptions):
+class ProxyOptions:
+    """How proxy models are made, trained and measured: the same for ablate and mix."""
+
+    proxy: str = option(
+        "2x128",
+        group=PROXIES,
+        help="LxW: a fresh GPT-2-style model of L layers and width W for the tokenizer, or a model directory to "
+        "start from (a fine-tuning ablation)",
+    )
+    tokens: int = option(200_000, group=PROXIES, help="training tokens every proxy is fed")
+    max_epochs: float = option(4.0, group=PROXIES, help="refuse data repeated more often than this to make --tokens")
+    block: int = option(128, group=PROXIES, help="tokens per training row drawn from --input sources")
+    batch_size: int = option(16, group=PROXIES, help="rows per optimizer step")
+    lr: float = option(2e-3, group=PROXIES, help="peak learning rate (AdamW, warmup then cosine)")
+    warmup_ratio: float = option(0.1, group=PROXIES, help="share of the steps warming up linearly")
+    device: str = option("auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
+    overwrite: bool = option(False, help="replace a directory of the same kind that refsift made before")
+    resume: bool = option(False, help="finish an interrupted command: train only the proxies not yet committed")
+
+    def __post_init__(self):
+        if self.overwrite and self.resume:
+            raise RefsiftError("give --overwrite or --resume, not both")
+        if self.tokens < 1 or self.block < 2 or self.batch_size < 1:
+            raise RefsiftError("--tokens and --batch-size must be positive, --block at least 2")
+        if not 0 < self.max_epochs < math.inf or not 0 < self.lr < math.inf or not 0 <= self.warmup_ratio < 1:
+            raise RefsiftError("--max-epochs and --lr must be positive numbers, --warmup-ratio in [0, 1)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AblateConfig(CorpusOptions, WindowOptions, ProxyOptions):
     """`refsift ablate`: small proxy models, one per arm and seed, trained on the same token
     budget and compared on held-out documents."""
 
@@ -800,26 +830,13 @@ class AblateConfig(CorpusOptions, WindowOptions):
     tokenizer: str | None = option(
         None, help="the proxies' tokenizer (a model spec); default: the tokenizer of the select arms' run"
     )
-    proxy: str = option(
-        "2x128",
-        group=PROXIES,
-        help="LxW: a fresh GPT-2-style model of L layers and width W, or a model directory to start from "
-        "(a fine-tuning ablation)",
-    )
-    tokens: int = option(200_000, group=PROXIES, help="training tokens every arm's proxy is fed")
     seeds: int = option(3, group=PROXIES, help="seeds 0..N-1, shared by the arms (initialisation and data order)")
-    max_epochs: float = option(4.0, group=PROXIES, help="refuse an arm that would repeat its data more often than this")
-    block: int = option(128, group=PROXIES, help="tokens per training row of a weights arm")
-    batch_size: int = option(16, group=PROXIES, help="rows per optimizer step")
-    lr: float = option(2e-3, group=PROXIES, help="peak learning rate (AdamW, warmup then cosine)")
-    warmup_ratio: float = option(0.1, group=PROXIES, help="share of the steps warming up linearly")
     curve_points: int = option(4, group=PROXIES, help="evaluations along training, for the loss curves")
-    device: str = option("auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
-    overwrite: bool = option(False, help="replace an ablation directory refsift made before")
 
     def __post_init__(self):
         CorpusOptions.__post_init__(self)
         WindowOptions.__post_init__(self)
+        ProxyOptions.__post_init__(self)
         names = [arm.partition("=")[0] for arm in self.arms]
         if len(self.arms) < 2 or not all("=" in arm and name.strip() for arm, name in zip(self.arms, names)):
             raise RefsiftError("give two or more --arm NAME=SOURCE")
@@ -827,9 +844,31 @@ class AblateConfig(CorpusOptions, WindowOptions):
             raise RefsiftError("every --arm needs a name of its own")
         if not self.evals:
             raise RefsiftError("give --eval: the held-out documents the proxies are measured on")
-        if self.tokens < 1 or self.seeds < 1 or self.block < 2 or self.batch_size < 1 or self.curve_points < 1:
-            raise RefsiftError(
-                "--tokens, --seeds, --batch-size and --curve-points must be positive, --block at least 2"
-            )
-        if not 0 < self.max_epochs < math.inf or not 0 < self.lr < math.inf or not 0 <= self.warmup_ratio < 1:
-            raise RefsiftError("--max-epochs and --lr must be positive numbers, --warmup-ratio in [0, 1)")
+        if self.seeds < 1 or self.curve_points < 1:
+            raise RefsiftError("--seeds and --curve-points must be positive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixConfig(CorpusOptions, WindowOptions, ProxyOptions):
+    """`refsift mix`: the mixture of the inputs' sources that minimises a target's loss, found
+    with proxy models (RegMix) and checked against natural and uniform."""
+
+    inputs: tuple[str, ...] = option(flag="--input", many=True, metavar="PATH", help="the sources (source = file stem)")
+    targets: tuple[str, ...] = option(
+        flag="--target", many=True, metavar="PATH", help="documents whose loss the mixture should minimise"
+    )
+    tokenizer: str = option(help="the proxies' tokenizer (a model spec)")
+    out: str = option(help="mixture directory to write")
+    proxies: int = option(24, group=PROXIES, help="mixtures to train a proxy on (natural and uniform among them)")
+    heldout: float = option(0.25, group=PROXIES, help="share of the sampled mixtures kept out of the fit, to test it")
+    validate_seeds: int = option(3, group=PROXIES, help="seeds of the proposed mixture against natural and uniform")
+    seed: int = option(0, group=PROXIES, help="of the sampled mixtures and the held-out share")
+
+    def __post_init__(self):
+        CorpusOptions.__post_init__(self)
+        WindowOptions.__post_init__(self)
+        ProxyOptions.__post_init__(self)
+        if not self.inputs or not self.targets:
+            raise RefsiftError("give --input (the sources) and --target (what the mixture is for)")
+        if self.validate_seeds < 1 or not 0 <= self.heldout < 1:
+            raise RefsiftError("--validate-seeds must be positive, --heldout in [0, 1)")

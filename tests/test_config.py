@@ -38,6 +38,11 @@ MINIMAL = {
         ["--arm", "a=natural", "--arm", "b=uniform", "--eval", "e.jsonl", "--out", "o"],
         {"arms": ("a=natural", "b=uniform"), "evals": ("e.jsonl",), "out": "o"},
     ),
+    "mix": (
+        config.MixConfig,
+        ["--input", "a.jsonl", "--target", "t.jsonl", "--tokenizer", "tok", "--out", "m"],
+        {"inputs": ("a.jsonl",), "targets": ("t.jsonl",), "tokenizer": "tok", "out": "m"},
+    ),
     "finetune": (
         config.FinetuneConfig,
         ["--data", "m", "--model", "x", "--out", "o"],

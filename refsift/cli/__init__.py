@@ -21,6 +21,7 @@ from refsift.cli import (
     demo,
     distill,
     finetune,
+    mix,
     novelty,
     report,
     score,
@@ -30,8 +31,31 @@ from refsift.cli import (
 )
 from refsift.errors import RefsiftError
 
-COMMANDS = (dedup, score, sql, verify, select, distill, classify, finetune, ablate, novelty, attribute, report, demo)
-PASS_THROUGH = {"score", "select", "novelty", "classify", "dedup", "ablate"}  # their unknown arguments are Beam options
+COMMANDS = (
+    dedup,
+    score,
+    sql,
+    verify,
+    select,
+    distill,
+    classify,
+    finetune,
+    mix,
+    ablate,
+    novelty,
+    attribute,
+    report,
+    demo,
+)
+PASS_THROUGH = {
+    "score",
+    "select",
+    "novelty",
+    "classify",
+    "dedup",
+    "ablate",
+    "mix",
+}  # their unknown arguments are Beam options
 
 
 class _Parser(argparse.ArgumentParser):

@@ -43,6 +43,7 @@ KINDS = {
     "classifier": "classifier",
     "dedup": "dedup run",
     "ablation": "ablation",
+    "mixture": "mixture search",
 }
 
 

@@ -37,8 +37,7 @@ from refsift.kernels import ablation, selection, training
 from refsift.kernels.encode import prefix_id
 from refsift.kernels.proxy import budget_rows, mixture_rows, parse_proxy
 from refsift.schemas.ablation import CURVES_SCHEMA, DOC_LOSSES_SCHEMA, RUNS_SCHEMA
-from refsift.transforms import WriteShards
-from refsift.transforms.train_proxies import ProxySettings, TrainProxies, eval_path, job_path
+from refsift.transforms.train_proxies import ProxySettings, TrainProxies, eval_path, is_done, job_path, results
 
 TABLES = {"runs": RUNS_SCHEMA, "doc_losses": DOC_LOSSES_SCHEMA, "curves": CURVES_SCHEMA}
 WEIGHT_WORDS = ("natural", "uniform")
@@ -173,9 +172,9 @@ def write_jobs(cfg: AblateConfig, arms: list[Arm], blocks: dict, planned: dict) 
     return jobs
 
 
-def read_eval(cfg: AblateConfig) -> list[dict]:
-    """The held-out documents, each with its --eval file's stem (written to OUT/_eval.parquet)."""
-    documents, _ = reading.read_documents(list(cfg.evals), cfg, 0, "eval")
+def read_eval(cfg, paths: list[str]) -> list[dict]:
+    """The held-out documents of `paths`, each with its file's stem (written to OUT/_eval.parquet)."""
+    documents, _ = reading.read_documents(paths, cfg, 0, "eval")
     rows = [
         {"doc_id": d["doc_id"], "text": d["text"], "prompt": d["prompt"], "messages": None, "source": d["source"],
          "eval": source_name(d["input"])}
@@ -184,26 +183,24 @@ def read_eval(cfg: AblateConfig) -> list[dict]:
     return rows
 
 
-def build(p: beam.Pipeline, cfg: AblateConfig, jobs: list[dict], settings: ProxySettings) -> None:
-    rows = (
-        p
-        | "Jobs" >> beam.Create(jobs)
-        | "Spread" >> beam.Reshuffle()
-        | "TrainProxies" >> TrainProxies(out=cfg.out, settings=settings)
-    )
-    for table, schema in TABLES.items():
-        (
-            rows
-            | f"{table}Rows" >> beam.Filter(lambda kv, t=table: kv[0] == t)
-            | f"{table}Row" >> beam.Map(lambda kv: kv[1])
-            | f"Write{table}" >> WriteShards(directory=f"{cfg.out}/{table}", schema=schema)
+def train(cfg, jobs: list[dict], settings: ProxySettings, options) -> dict[str, list[dict]]:
+    """Trains the jobs not yet committed (one Beam element each), then writes the three tables
+    from every job's committed rows; returns them."""
+    pending = [job for job in jobs if not is_done(cfg.out, job)]
+    if pending:
+        pipeline = beam.Pipeline(options=options)
+        _ = (
+            pipeline
+            | "Jobs" >> beam.Create(pending)
+            | "Spread" >> beam.Reshuffle()
+            | "TrainProxies" >> TrainProxies(out=cfg.out, settings=settings)
         )
-
-
-def read_table(out: str, table: str) -> list[dict]:
-    """A table the job wrote, read before the directory is marked complete (the catalog's
-    connections open complete directories only)."""
-    return pq.read_table(Path(out, table), schema=TABLES[table]).to_pylist()
+        runners.run_job(pipeline, cfg.out, what=f"{len(pending)} proxies", resumable=False)
+    tables = results(cfg.out, jobs)
+    for table, rows in tables.items():
+        Path(cfg.out, table).mkdir(exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=TABLES[table]), Path(cfg.out, table, "part-0.parquet"))
+    return tables
 
 
 def losses(rows: list[dict], arm: str, seeds: int) -> np.ndarray:
@@ -231,10 +228,10 @@ def eval_sets(rows: list[dict]) -> dict[str, list[dict]]:
     return dict(sorted(sets.items()))
 
 
-def comparisons(out: str, arms: list[str], seeds: int) -> list[dict]:
+def comparisons(doc_losses: list[dict], arms: list[str], seeds: int) -> list[dict]:
     """Every pair of arms on every eval set (a before b in --arm order)."""
     found = []
-    for name, rows in eval_sets(read_table(out, "doc_losses")).items():
+    for name, rows in eval_sets(doc_losses).items():
         table = {arm: losses(rows, arm, seeds) for arm in arms}
         for i, a in enumerate(arms):
             for b in arms[i + 1 :]:
@@ -260,10 +257,12 @@ def run(cfg: AblateConfig, beam_args: list[str] = ()) -> dict:
         raise RefsiftError("--proxy LxW needs at least one layer and a positive width")
     blocks = source_blocks(cfg, tokenizer) if cfg.inputs else {}
     planned = plan_arms(cfg, arms, blocks)
-    held_out = read_eval(cfg)
+    held_out = read_eval(cfg, list(cfg.evals))
     protect = [*cfg.inputs, *cfg.evals, *(a.selection for a in arms if a.selection)]
     started = time.time()
-    with rundir.claim(cfg.out, kind="ablation", overwrite=cfg.overwrite, protect=protect) as claim:
+    with rundir.claim(cfg.out, kind="ablation", overwrite=cfg.overwrite, resume=cfg.resume, protect=protect) as claim:
+        if claim.resumed:
+            claim.reopen()
         jobs = write_jobs(cfg, arms, blocks, planned)
         pq.write_table(pa.Table.from_pylist(held_out), eval_path(cfg.out))
         settings = ProxySettings(
@@ -271,12 +270,10 @@ def run(cfg: AblateConfig, beam_args: list[str] = ()) -> dict:
             warmup_ratio=cfg.warmup_ratio, curve_points=cfg.curve_points, prefix_id=prefix_id(tokenizer, cfg.prefix),
             max_length=cfg.max_length, context=cfg.context if cfg.windows == "context" else None, device=cfg.device,
         )  # fmt: skip
-        pipeline = beam.Pipeline(options=options)
-        build(pipeline, cfg, jobs, settings)
-        runners.run_job(pipeline, cfg.out, what="ablation", resumable=False)
+        tables = train(cfg, jobs, settings, options)
         catalog.build(cfg.out, TABLES, {})
         names = [a.name for a in arms]
-        found = comparisons(cfg.out, names, cfg.seeds)
+        found = comparisons(tables["doc_losses"], names, cfg.seeds)
         record = {
             **rundir.header(),
             "settings": {k: v for k, v in vars(cfg).items()},
@@ -288,6 +285,6 @@ def run(cfg: AblateConfig, beam_args: list[str] = ()) -> dict:
             "wall_time_s": round(time.time() - started, 2),
         }
         rundir.write_json(rundir.join(cfg.out, "report.json"), record)
-        page.write(record, read_table(cfg.out, "curves"), read_table(cfg.out, "runs"), cfg.out)
+        page.write(record, tables["curves"], tables["runs"], cfg.out)
         claim.complete()
     return record

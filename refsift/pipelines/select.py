@@ -23,7 +23,7 @@ import math
 import os
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import apache_beam as beam
@@ -470,11 +470,18 @@ def run(cfg: SelectConfig, beam_args: list[str] = ()) -> dict:
     started = time.time()
     options = pipeline_options(list(beam_args))  # refuses unknown options before any work
     rundir.require(cfg.run, "run")
+    if cfg.mix_from:
+        if cfg.mix or cfg.temperature is not None or cfg.per_cluster is not None:
+            raise RefsiftError("--mix-from gives the mixture: no --mix, --temperature or --per-cluster with it")
+        from refsift.pipelines.mix import weights_of
+
+        cfg = replace(cfg, mix=weights_of(cfg.mix_from))
     with FileSystems.open(rundir.join(cfg.run, "manifest.json")) as handle:
         manifest_bytes = handle.read()
     manifest = json.loads(manifest_bytes)
     validate(cfg, manifest)
     reads = [cfg.run, *([cfg.dedup] if cfg.dedup not in ("exact", "near", "none") else [])]
+    reads += [cfg.mix_from] if cfg.mix_from else []
     with rundir.claim(cfg.out, kind="selection", overwrite=cfg.overwrite, protect=reads) as claim:
         out = claim.path.rstrip("/")
         data_dir = f"{out}/data" if cfg.format != "hf" else f"{out}/_parquet"

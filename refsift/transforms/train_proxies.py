@@ -5,12 +5,15 @@ Each job is one element, so proxies train in parallel on as many workers as the 
 (the DirectRunner's processes, Dask or Dataflow workers, a GPU each with --device cuda).
 A job reads its rows from `OUT/_jobs/<arm>-<seed>.parquet` and the held-out documents from
 `OUT/_eval.parquet`, both written by the launcher; a worker holds one proxy at a time.
-Outputs are (table, row) pairs, split by a filter (no tagged outputs: Beam's DaskRunner
-mixes them).
+Each finished job commits its rows to `OUT/_done/<arm>-<seed>.json` (written whole, then
+renamed), so a killed search or ablation resumes without training a finished proxy again;
+the launcher assembles the tables from those files (`results`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
 
@@ -48,6 +51,33 @@ class ProxySettings:
 
 def job_path(out: str, arm: str, seed: int) -> str:
     return f"{out}/_jobs/{arm}-{seed}.parquet"
+
+
+def done_path(out: str, arm: str, seed: int) -> str:
+    return f"{out}/_done/{arm}-{seed}.json"
+
+
+def is_done(out: str, job: dict) -> bool:
+    return os.path.exists(done_path(out, job["arm"], job["seed"]))
+
+
+def results(out: str, jobs: list[dict]) -> dict[str, list[dict]]:
+    """The committed rows of `jobs`, by table (`runs`, `doc_losses`, `curves`)."""
+    tables: dict[str, list[dict]] = {"runs": [], "doc_losses": [], "curves": []}
+    for job in jobs:
+        with open(done_path(out, job["arm"], job["seed"]), encoding="utf-8") as handle:
+            for table, row in json.load(handle):
+                tables[table].append(row)
+    return tables
+
+
+def commit(out: str, job: dict, rows: list) -> None:
+    path = done_path(out, job["arm"], job["seed"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(rows, handle, allow_nan=True)
+    os.replace(tmp, path)
 
 
 def eval_path(out: str) -> str:
@@ -105,6 +135,10 @@ class _TrainFn(beam.DoFn):
     def process(self, job: dict):
         import math
 
+        if is_done(self._out, job):  # committed by an earlier attempt
+            yield job["arm"], job["seed"]
+            return
+
         import pyarrow.parquet as pq
 
         from refsift.kernels import training
@@ -148,12 +182,14 @@ class _TrainFn(beam.DoFn):
         out.append(("runs", {**job, "steps": steps, "tokens_fed": fed_by_step[-1], "tokens_trained": trained,
                              "max_epochs": job["max_epochs"], "train_loss": losses[-1],
                              "wall_time_s": round(time.time() - started, 2)}))  # fmt: skip
+        commit(self._out, job, out)
         self._trained.inc()
-        yield from out
+        yield job["arm"], job["seed"]
 
 
 class TrainProxies(beam.PTransform):
-    """Jobs {arm, seed, max_epochs} -> (table, row) pairs for `runs`, `doc_losses` and `curves`.
+    """Jobs {arm, seed, max_epochs} -> (arm, seed) of each committed job (its rows for `runs`,
+    `doc_losses` and `curves` in OUT/_done/, read with `results`).
 
     Args:
       out: the ablation directory holding the jobs' rows and the held-out documents.
