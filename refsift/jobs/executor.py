@@ -170,6 +170,7 @@ def execute(job: ChunkJob, options: PipelineOptions, *, overwrite: bool, resume:
         with progress.Line(out, job.progress_roles, done_before=done_before, activity=job.activity):
             run_job(pipeline, out)
         markers = ledger.read_markers(out)
+        ledger.drop_temporary(out, job.tables)
         counts = ledger.verify(out, tasks, markers, job.tables)
         if job.finish:
             counts.update(job.finish(out, options, markers))

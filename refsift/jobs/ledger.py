@@ -115,6 +115,17 @@ def tidy(out: str, markers: list[dict], tables: tuple[str, ...]) -> None:
         FileSystems.delete(stale)
 
 
+def drop_temporary(out: str, tables: tuple[str, ...]) -> None:
+    """Once every worker is done: removes the temporary files of shard writes that never
+    finished (a worker killed mid-write, whose chunk the runner then ran again elsewhere). A
+    shard is written under a temporary name and renamed, so such a file is never a shard."""
+    stale = [
+        m.path for table in tables for m in FileSystems.match([rundir.join(out, table, "*.tmp-*")])[0].metadata_list
+    ]
+    if stale:
+        FileSystems.delete(stale)
+
+
 def resume_markers(out: str, tables: tuple[str, ...]) -> list[dict]:
     """The markers a resumed run can build on: every chunk whose shards are missing or
     changed is dropped (named in a warning) and will be scored again; leftovers tidied."""

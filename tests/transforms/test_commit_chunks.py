@@ -69,3 +69,20 @@ def test_the_ledger_names_a_changed_shard_and_a_stray_one(tmp_path):
         "rejected/part-stray.parquet was not written by any chunk of this run",
     ]
     json.dumps(found)  # plain strings: what refsift verify prints
+
+
+def test_a_write_killed_midway_leaves_a_temporary_file_the_end_of_the_job_drops(tmp_path):
+    """A worker killed while writing leaves `part-...parquet.tmp-XXXX`; the runner runs its
+    chunk again elsewhere. Once every worker is done that file is no shard: it is dropped,
+    and the ledger finds nothing wrong (any other stray file it still names)."""
+    run = str(tmp_path / "run")
+    with Pipeline() as p:
+        _ = p | beam.Create([chunk(0, 2, []), chunk(1, 1, [])]) | CommitChunks(run=run, schemas=SCHEMAS)
+    markers = ledger.read_markers(run)
+    leftover = tmp_path / "run" / "documents" / f"{markers[0]['files']['documents']}.tmp-56132b66"
+    leftover.write_bytes(b"half a shard")
+    assert ledger.problems(run, [0], markers, tuple(SCHEMAS)) == [
+        f"documents/{leftover.name} was not written by any chunk of this run"
+    ]
+    ledger.drop_temporary(run, tuple(SCHEMAS))
+    assert not leftover.exists() and ledger.problems(run, [0], markers, tuple(SCHEMAS)) == []
