@@ -154,7 +154,7 @@ def read_documents(
                     bucket[j] = doc
         if not documents:
             why = ", ".join(f"{reason} {n}" for reason, n in sorted(lost.items())) or "it is empty"
-            what = "target" if role == "target" else "source"
+            what = {"target": "target", "eval": "held-out file"}.get(role, "source")
             raise RefsiftError(f"{what} {task.input} yields no document ({why}): check --text-field and --format")
         rejected.update(lost)
     if rejected:

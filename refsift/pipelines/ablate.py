@@ -8,8 +8,9 @@ Every arm's proxy is fed the same number of tokens (`--tokens`), starts from the
 initialisation for a seed, and is measured on the same documents, scored as `refsift score`
 scores; arms are compared seed by seed and document by document
 (`refsift.kernels.ablation.paired`). An arm is a `refsift select` directory (its rows and
-labels, so a token selection trains on its selected tokens only) or weights over the sources
-of `--input` (natural, uniform, or `code=0.3,prose=0.7`).
+labels, so a token selection trains on its selected tokens only), a `refsift mix` directory
+(its proposed mixture), or weights over the sources of `--input` (natural, uniform, or
+`code=0.3,prose=0.7`).
 
 Memory: the launcher holds the held-out documents and, one arm at a time, its rows; a
 worker holds one proxy and one job's rows.
@@ -45,7 +46,8 @@ WEIGHT_WORDS = ("natural", "uniform")
 
 @dataclass
 class Arm:
-    """An arm: a selection directory's rows, or shares over the --input sources."""
+    """An arm: a selection directory's rows, or shares over the --input sources (named, or
+    proposed by a `refsift mix` directory)."""
 
     name: str
     spec: str
@@ -62,6 +64,12 @@ def parse_arms(cfg: AblateConfig) -> list[Arm]:
             if not cfg.inputs:
                 raise RefsiftError(f"--arm {name}={spec} weights the sources of --input: give --input")
             arms.append(Arm(name, spec))
+        elif Path(spec).is_dir() and (rundir.marker(spec) or {}).get("kind") == "mixture":
+            from refsift.pipelines.mix import weights_of
+
+            if not cfg.inputs:
+                raise RefsiftError(f"--arm {name}={spec} is a mixture of sources: give them with --input")
+            arms.append(Arm(name, weights_of(spec)))  # the mixture `refsift mix` proposed
         elif Path(spec).is_dir():
             rundir.require(spec, "selection")
             arms.append(Arm(name, spec, selection=spec))

@@ -70,6 +70,7 @@ def test_arms_are_compared_seed_by_seed_and_the_same_arm_twice_shows_nothing(cor
         (["a=natural", "b=code=0.5,latin=0.5"], [], "names sources --input does not have"),
         (["a=natural", "b=uniform"], ["--tokens", "10000000"], "times to make --tokens 10000000"),
         (["a=natural", "a=uniform"], [], "a name of its own"),
+        (["a=natural", "b=uniform"], ["--eval", "nowhere.jsonl"], "nowhere.jsonl"),
     ],
 )
 def test_refusals_come_before_any_work(corpus, prose_model, tmp_path, capsys, arms, extra, message):
@@ -77,3 +78,16 @@ def test_refusals_come_before_any_work(corpus, prose_model, tmp_path, capsys, ar
     assert ablate(corpus, prose_model, out, *arms, extra=extra) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_arms_scored_with_another_tokenizer_are_refused(corpus, prose_model, foreign_model, tmp_path, capsys):
+    """A proxy reads one tokenizer: a selection from a run scored with another is refused."""
+    run = tmp_path / "foreign-run"
+    assert cli.main(["score", "--input", str(corpus / "code.jsonl"), "--model", foreign_model, "--out", str(run),
+                     "--max-length", "128", "--context", "16"]) == 0  # fmt: skip
+    assert cli.main(["select", str(run), "--out", str(tmp_path / "foreign-mix")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "refused"
+    arms = (f"mine={corpus / 'mix'}", f"theirs={tmp_path / 'foreign-mix'}")
+    assert ablate(corpus, prose_model, out, *arms) == 2
+    assert "different tokenizers" in capsys.readouterr().err and not out.exists()

@@ -75,6 +75,16 @@ def test_select_takes_the_proposed_weights(searched, corpus, prose_model, tmp_pa
     )
 
 
+def test_ablate_takes_the_proposed_mixture_as_an_arm(searched, corpus, prose_model, tmp_path):
+    argv = ["ablate", "--arm", f"proposed={searched}", "--arm", "natural=natural", "--input",
+            *(str(corpus / f"{s}.jsonl") for s in SOURCES), "--eval", str(corpus / "target.jsonl"), "--tokenizer",
+            prose_model, "--tokens", "2500", "--seeds", "1", "--proxy", "1x32", "--block", "64", "--max-length", "128",
+            "--context", "16", "--out", str(tmp_path / "ab")]  # fmt: skip
+    assert cli.main(argv) == 0
+    report = json.loads((tmp_path / "ab" / "report.json").read_text())
+    assert report["arms"]["proposed"]["spec"] == json.loads((searched / "mixture.json").read_text())["mix"]
+
+
 def test_resume_trains_only_the_proxies_not_committed(searched, corpus, prose_model, tmp_path):
     import shutil
 
@@ -100,9 +110,12 @@ def test_resume_trains_only_the_proxies_not_committed(searched, corpus, prose_mo
         ([], ("code",), "holds one source"),
         (["--proxies", "4"], SOURCES, "too few for 3 sources"),
         (["--tokens", "10000000"], SOURCES, "no mixture of these sources makes --tokens 10000000"),
+        (["--target", "EMPTY"], SOURCES, "yields no document"),
     ],
 )
 def test_refusals_come_before_any_work(corpus, prose_model, tmp_path, capsys, extra, sources, message):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    extra = [str(tmp_path / "empty.jsonl") if x == "EMPTY" else x for x in extra]
     out = tmp_path / "refused"
     assert mix(corpus, prose_model, out, *extra, sources=sources) == 2
     assert message in capsys.readouterr().err and not out.exists()
