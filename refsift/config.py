@@ -781,7 +781,7 @@ class ProxyOptions:
         help="LxW: a fresh GPT-2-style model of L layers and width W for the tokenizer, or a model directory to "
         "start from (a fine-tuning ablation)",
     )
-    tokens: int = option(200_000, group=PROXIES, help="training tokens every proxy is fed")
+    tokens: int = option(100_000, group=PROXIES, help="training tokens every proxy is fed")
     max_epochs: float = option(4.0, group=PROXIES, help="refuse data repeated more often than this to make --tokens")
     block: int = option(128, group=PROXIES, help="tokens per training row drawn from --input sources")
     batch_size: int = option(16, group=PROXIES, help="rows per optimizer step")
