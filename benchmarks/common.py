@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,44 @@ def write_corpus(path: Path, documents: int, chars: int = 1200, domains=DOMAINS)
         for i, text in zip(range(documents), texts):
             handle.write(json.dumps({"id": f"d{i}", "text": text}, ensure_ascii=False) + "\n")
     return path
+
+
+EDITS = (("edited 1%", 0.01), ("edited 5%", 0.05), ("edited 10%", 0.10), ("exact", 0.0))
+
+
+def char_edit(text: str, share: float, rng: random.Random) -> str:
+    """`text` with `share` of its characters replaced by random letters or spaces."""
+    chars = list(text)
+    for k in rng.sample(range(len(chars)), max(1, round(share * len(chars)))) if share else ():
+        chars[k] = rng.choice("abcdefghijklmnopqrstuvwxyz ")
+    return "".join(chars)
+
+
+def write_planted_corpus(path: Path, documents: int, copies: float = 0.16, seed: int = 0) -> dict[str, int]:
+    """One JSONL file of `documents` distinct-looking records of about 1,200 characters
+    (each four passages drawn at random from one of five bundled domains, so that no two
+    share more than a passage by chance, however many are drawn) of which a `copies` share
+    are planted copies of earlier records, in equal parts edited at 1%, 5% and 10% of their
+    characters and exact. Returns the number of copies planted of each kind."""
+    rng = random.Random(seed)
+    pools = [corpora.documents(d, target_chars=200) for d in ("prose", "drama", "german", "code", "math")]
+    planted = {kind: 0 for kind, _ in EDITS}
+    recent: list[str] = []  # the originals a copy is drawn from: the last 5,000, so copies spread over the file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(documents):
+            if recent and rng.random() < copies:
+                kind, share = rng.choice(EDITS)
+                text = char_edit(rng.choice(recent), share, rng)
+                planted[kind] += 1
+            else:
+                text = " ".join(rng.sample(pools[i % len(pools)], 4))
+                if len(recent) < 5000:
+                    recent.append(text)
+                else:
+                    recent[i % 5000] = text
+            handle.write(json.dumps({"id": f"d{i}", "text": text}, ensure_ascii=False) + "\n")
+    return planted
 
 
 def tokenizer(vocab_size: int = 2048):

@@ -13,7 +13,8 @@ Speed: documents per second on the same corpus, everything on 2 cores: refsift d
 DirectRunner in one process, and with 2 worker processes), datatrove's four stages
 (LocalPipelineExecutor, 2 tasks and 2 workers), text-dedup (2 processes).
 
-Memory: refsift dedup's peak RSS at 1x, 4x and 16x the documents, each in its own process.
+Memory: refsift dedup's peak RSS at 1x, 4x and 16x the documents (12,325 to 197,200 by
+default, 16% of them planted copies: `common.write_planted_corpus`), each in its own process.
 
 Saving: a corpus where 30% of the documents are near-copies, scored with a 4-layer model
 with and without `--dedup` (the dedup run's own time included).
@@ -48,13 +49,6 @@ THRESHOLD = 0.8
 KINDS = ("chars 1%", "chars 5%", "chars 10%", "chars 20%", "reordered", "templated")
 
 
-def char_edit(text: str, share: float, rng: random.Random) -> str:
-    chars = list(text)
-    for k in rng.sample(range(len(chars)), max(1, round(share * len(chars)))):
-        chars[k] = rng.choice("abcdefghijklmnopqrstuvwxyz ")
-    return "".join(chars)
-
-
 def reordered(text: str, rng: random.Random) -> str:
     parts = [p for p in text.replace("\n", " ").split(". ") if p]
     rng.shuffle(parts)
@@ -81,7 +75,7 @@ def planted_corpus(path: Path, originals: int, seed: int = 0) -> tuple[dict[str,
     for kind, share in zip(KINDS[:4], (0.01, 0.05, 0.10, 0.20)):
         for _ in range(originals // 30):
             source = next(chosen)
-            texts[f"{source}-{kind}"] = char_edit(texts[source], share, rng)
+            texts[f"{source}-{kind}"] = common.char_edit(texts[source], share, rng)
             planted[kind].append((source, f"{source}-{kind}"))
     for _ in range(originals // 30):
         source = next(chosen)
@@ -249,7 +243,8 @@ def memory(args, tmp: Path) -> None:
     print(f"{'scale':>5} {'documents':>9} {'MB':>6} {'seconds':>8} {'peak RSS MB':>11}")
     rss = []
     for scale in (1, 4, 16):
-        corpus = common.write_corpus(tmp / f"mem-{scale}.jsonl", 1500 * scale)
+        corpus = tmp / f"mem-{scale}.jsonl"
+        common.write_planted_corpus(corpus, args.memory_documents * scale)
         r = common.child([__file__, "--child", str(corpus), str(tmp / f"mem-{scale}")])
         rss.append(r["peak_rss_mb"])
         print(f"{scale:>5} {r['documents']:>9} {corpus.stat().st_size / 2**20:>6.1f} {r['seconds']:>8.1f} "
@@ -262,7 +257,7 @@ def saving(args, tmp: Path) -> None:
 
     rng = random.Random(1)
     originals = [t for d in ("prose", "drama", "german", "code") for t in corpora.documents(d, 1200)][:700]
-    copies = [char_edit(t, 0.01, rng) for t in rng.sample(originals, 300)]  # 30% of the corpus
+    copies = [common.char_edit(t, 0.01, rng) for t in rng.sample(originals, 300)]  # 30% of the corpus
     corpora.write_jsonl(tmp / "copies.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(originals + copies)])
     model = common.small_model(tmp / "model")
     base = ["score", "--input", str(tmp / "copies.jsonl"), "--model", model, "--max-length", "512"]
@@ -287,6 +282,7 @@ def main() -> None:
     p.add_argument("--peers", help="a python with datatrove and text-dedup installed")
     p.add_argument("--originals", type=int, default=1200, help="quality: original documents")
     p.add_argument("--documents", type=int, default=20_000, help="speed: documents")
+    p.add_argument("--memory-documents", type=int, default=12_325, help="memory: documents at 1x (16x: 197,200)")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

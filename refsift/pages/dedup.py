@@ -72,14 +72,21 @@ def render(run_dir: str) -> str:
             "SELECT cluster_id, cluster_size FROM duplicates WHERE kept ORDER BY cluster_size DESC, cluster_id LIMIT ?",
             [CLUSTERS_SHOWN],
         ).fetchall()
-        parts = []
-        for cluster_id, size in largest:
-            rows = con.execute(
-                "SELECT d.doc_id, d.source, d.kept, d.exact, d.jaccard, m.head FROM duplicates d "
-                "JOIN documents m USING (doc_key) WHERE d.cluster_id = ? ORDER BY d.kept DESC, d.jaccard, d.doc_key "
-                "LIMIT ?",
+        shown = {
+            cluster_id: con.execute(
+                "SELECT doc_key, doc_id, source, kept, exact, jaccard FROM duplicates WHERE cluster_id = ? "
+                "ORDER BY kept DESC, jaccard, doc_key LIMIT ?",
                 [cluster_id, MEMBERS_SHOWN + 1],
             ).fetchall()
+            for cluster_id, _ in largest
+        }
+        # The heads of the shown documents only, by key (a join would hold every document's head in memory);
+        # the keys are written out, integers from the run itself, so DuckDB skips row groups by their statistics.
+        keys = ",".join(str(int(row[0])) for rows in shown.values() for row in rows) or "NULL"
+        heads = dict(con.execute(f"SELECT doc_key, head FROM documents WHERE doc_key IN ({keys})").fetchall())
+        parts = []
+        for cluster_id, size in largest:
+            rows = [(*row[1:], heads[row[0]]) for row in shown[cluster_id]]
             kept_head = rows[0][5][:CHARS]
             pairs = []
             for doc_id, source, _, exact, jaccard, head in rows[1:]:
