@@ -90,7 +90,8 @@ def child(argv: list[str]) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mb(children: bool = False) -> float:
+    """This process's peak RSS, or with `children` the largest of its finished children's."""
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF).ru_maxrss / 1024

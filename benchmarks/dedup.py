@@ -9,7 +9,8 @@ planted or that any tool reports: a pair is a duplicate at Jaccard >= 0.8. Each 
 clusters give its pairs (every pair inside a cluster); precision and recall are of pairs.
 All three use 5-grams and 14 bands of 8 rows (112 permutations).
 
-Speed: documents per second on the same corpus, everything on 2 cores: refsift dedup (the
+Speed: documents per second on a corpus of `--documents` records (16% planted copies, as
+for memory), everything on 2 cores: refsift dedup (the
 DirectRunner in one process, and with 2 worker processes), datatrove's four stages
 (LocalPipelineExecutor, 2 tasks and 2 workers), text-dedup (2 processes).
 
@@ -213,9 +214,10 @@ def quality(args, tmp: Path) -> None:
 
 
 def speed(args, tmp: Path) -> None:
-    corpus = common.write_corpus(tmp / "speed.jsonl", args.documents, chars=1200)
+    corpus = tmp / "speed.jsonl"
+    common.write_planted_corpus(corpus, args.documents)
     rows = []
-    _, seconds = refsift_clusters(corpus, tmp / "speed-refsift")
+    _, seconds = refsift_clusters(corpus, tmp / "speed-refsift", ["--direct_num_workers=1"])
     rows.append(("refsift (1 process)", seconds))
     multi = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     _, seconds = refsift_clusters(corpus, tmp / "speed-refsift-2", multi)
@@ -233,7 +235,8 @@ def child(args) -> None:
     from refsift import cli
 
     started = time.perf_counter()
-    assert cli.main(["dedup", "--input", args.child[0], "--out", args.child[1]]) == 0
+    # one process, so that this process's peak RSS is the whole run's
+    assert cli.main(["dedup", "--input", args.child[0], "--out", args.child[1], "--direct_num_workers=1"]) == 0
     manifest = json.loads((Path(args.child[1]) / "manifest.json").read_text())
     print("RESULT " + json.dumps({"seconds": time.perf_counter() - started, "peak_rss_mb": common.peak_rss_mb(),
                                   "documents": manifest["counts"]["read"]}))  # fmt: skip

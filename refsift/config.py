@@ -25,6 +25,7 @@ from refsift.kernels.unlearn import BOTH, DEFAULTS, METHODS, MICRO_BATCH, OPTIMI
 from refsift.models import SMOLLM2
 
 MB = 2**20
+INT_MAX = 2**31 - 1  # the largest whole number an option takes (C libraries read them as 32-bit ints)
 DEFAULT_TASK_SIZE = 64 * MB  # bytes of input per task: a worker's unit of work
 DEFAULT_CHUNK_SIZE = MB  # bytes of input per chunk: the unit of memory and of resumption
 DEFAULT_MAX_RECORD_BYTES = 64 * MB  # no real document is this large; a runaway line is rejected, not held
@@ -48,6 +49,8 @@ def option(
     positional: bool = False,
     required: bool | None = None,
     factory=MISSING,
+    low: float | None = None,
+    high: float | None = None,
 ):
     """A config field that is also a command-line option.
 
@@ -63,8 +66,13 @@ def option(
       group: the `--help` section the option is listed under.
       positional: an argument, not an option; required: overrides "required when the field
         has no default" (a command may fill such a field itself).
+      low, high: the range of a number option, both ends included (`refsift.cli.common`
+        refuses a value outside it before any work). Without them a whole number is between
+        0 and `INT_MAX` and any number finite: no option takes NaN, infinity, a negative
+        count or a value C code would overflow on.
     """
     metadata = {"help": help, "flag": flag, "choices": choices, "parse": parse, "metavar": metavar, "many": many}
+    metadata.update(low=low, high=high)
     metadata.update(repeat=repeat, shown=shown, group=group, positional=positional, required=required)
     if factory is not MISSING:
         return field(default_factory=factory, metadata=metadata)
@@ -252,7 +260,7 @@ class WindowOptions:
         "every token of a document is scored, with none its first token is not; instruction and chat data get none, "
         "as TRL trains them",
     )
-    max_length: int = option(512, group=WINDOWS, help="tokens per window, context included")
+    max_length: int = option(512, low=2, group=WINDOWS, help="tokens per window, context included")
     context: int = option(64, group=WINDOWS, help="left-context tokens between windows")
     windows: str = option(
         "context",
@@ -317,7 +325,7 @@ class ScoreConfig(ChunkJobOptions, WindowOptions, DeviceOptions):
         "gets PreSelect's predictive_strength, how well its losses order the models as the benchmark does. Ladder "
         "models may have tokenizers of their own (compared by bits per byte)",
     )
-    batch_size: int = option(8, help="windows of --max-length per forward pass")
+    batch_size: int = option(8, low=1, help="windows of --max-length per forward pass")
     dtype: str = DTYPE
 
     def __post_init__(self):
@@ -400,10 +408,10 @@ class DedupConfig(ChunkJobOptions):
     inputs: tuple[str, ...] = option(flag="--input", many=True, metavar="PATH", help="file patterns")
     out: str = option(help="dedup directory to write")
     method: str = option("minhash", choices=DEDUP_METHODS, group=MINHASH, help="exact: identical texts only")
-    ngram: int = option(5, group=MINHASH, help="n-gram size, in --unit")
+    ngram: int = option(5, low=1, group=MINHASH, help="n-gram size, in --unit")
     unit: str = option("word", choices=("word", "char"), group=MINHASH, help="n-grams of words or of characters")
-    bands: int = option(14, group=MINHASH, help="LSH bands")
-    rows: int = option(8, group=MINHASH, help="signature rows per band")
+    bands: int = option(14, low=1, group=MINHASH, help="LSH bands")
+    rows: int = option(8, low=1, group=MINHASH, help="signature rows per band")
     seed: int = option(1, group=MINHASH, help="of the hash functions")
     keep: str = option(
         "first",
@@ -467,7 +475,9 @@ class SelectConfig:
     where: str | None = option(None, help="SQL condition over examples columns applied before ranking")
     budget: str | None = option(None, help="10%% (of documents; of tokens with a mixture), 2000000tok, or N documents")
     mix: str | None = option(None, help="token shares per source, e.g. code=0.3,prose=0.5,math=0.2")
-    temperature: float | None = option(None, help="source shares proportional to tokens^(1/T) instead of --mix")
+    temperature: float | None = option(
+        None, low=1e-3, high=1e3, help="source shares proportional to tokens^(1/T) instead of --mix"
+    )
     mix_from: str | None = option(None, metavar="DIR", help="the mixture a refsift mix search proposed, as --mix")
     per_cluster: int | None = option(
         None,
@@ -546,7 +556,7 @@ class DistillConfig(CorpusOptions):
     negatives_files: tuple[str, ...] = option(
         (), flag="--negative-files", many=True, metavar="PATH", group=LABELLED, help="the negatives"
     )
-    holdout: float = option(0.1, help="share of documents kept out of training for evaluation")
+    holdout: float = option(0.1, low=0, high=0.9, help="share of documents kept out of training for evaluation")
     seed: int = option(0, help="of the held-out split, ties and fastText")
     fasttext: FastTextSettings = option(factory=FastTextSettings, help="fastText's training settings")
     overwrite: bool = option(False, help="replace a classifier directory refsift made before")
@@ -606,8 +616,8 @@ class AttributeConfig(CorpusOptions, WindowOptions, DeviceOptions):
         help="a number of steps, or 'equal': every source (UnTrac) as many steps as one epoch over the smallest; "
         "default: UnTrac one epoch over each source, UnTrac-Inv 50",
     )
-    unlearn_lr: float = option(5e-5, help="learning rate of the unlearning")
-    unlearn_batch_size: int | None = option(None, help="documents per step; default: UnTrac 1, UnTrac-Inv 256")
+    unlearn_lr: float = option(5e-5, low=0, help="learning rate of the unlearning")
+    unlearn_batch_size: int | None = option(None, low=1, help="documents per step; default: UnTrac 1, UnTrac-Inv 256")
     micro_batch: int | None = option(
         None,
         help="rows per forward pass; default 8, with --procedure paper the authors' per-device batch (UnTrac 1, "
@@ -625,7 +635,7 @@ class AttributeConfig(CorpusOptions, WindowOptions, DeviceOptions):
     max_grad_norm: float = option(0.0, help="0: no clipping")
     source_samples: int = option(256, help="documents per source, a seeded sample; 0: all")
     target_samples: int = option(0, help="documents of the target, a seeded sample; 0: all")
-    batch_size: int = option(8, help="windows per forward pass when measuring losses")
+    batch_size: int = option(8, low=1, help="windows per forward pass when measuring losses")
     seed: int = option(0, help="of the samples and the unlearning order")
     overwrite: bool = option(False, help="replace an attribution directory refsift made before")
 
@@ -678,25 +688,25 @@ class NoveltyConfig(DeviceOptions):
     base: str = option(help="the model before fine-tuning")
     finetuned: str = option(help="the fine-tuned checkpoint")
     out: str = option(help="report directory")
-    num_samples: int = option(32, help="CGE samples")
+    num_samples: int = option(32, low=1, help="CGE samples")
     baseline_samples: int | None = option(None, help="plain samples from the fine-tuned model (default: --num-samples)")
     base_samples: int | None = option(None, help="plain samples from the base model (default: --baseline-samples)")
     iterative: bool = option(False, help="iterative CGE: update a copy of the base on each find")
     static_samples: int | None = option(None, help="static CGE samples (default: --num-samples, or 0 with --iterative)")
-    update_every: int = option(1, help="iterative: samples between base updates")
+    update_every: int = option(1, low=1, help="iterative: samples between base updates")
     update_steps: int = option(1, help="iterative: AdamW steps per update")
-    lr: float = option(5e-5, help="iterative: learning rate of the base updates")
+    lr: float = option(5e-5, low=0, help="iterative: learning rate of the base updates")
     decode: DecodeSettings = option(factory=DecodeSettings, help="how samples are decoded")
     prompts: tuple[str, ...] = option(
         (), flag="--prompt", repeat=True, help="condition on this text (repeatable; see also --prompts)"
     )
     seed: int = option(0, help="sample i draws from seed + i, whatever its batch")
-    batch_size: int = option(8, help="samples decoded together")
+    batch_size: int = option(8, low=1, help="samples decoded together")
     data: tuple[str, ...] = option(
         (), many=True, metavar="PATH", group=EXTRACT, help="candidate documents (any score input)"
     )
     run: str | None = option(None, group=EXTRACT, help="a run scored with --model BASE --finetuned FT")
-    top_documents: int = option(10, group=EXTRACT, help="documents shown")
+    top_documents: int = option(10, low=1, group=EXTRACT, help="documents shown")
     dtype: str = DTYPE
     overwrite: bool = option(False, help="replace a novelty report refsift made before")
     attribute: tuple[str, ...] = option(
@@ -709,7 +719,7 @@ class NoveltyConfig(DeviceOptions):
     )
     attribute_method: str = option("untrac-inv", choices=METHODS, group=ATTRIBUTION, help="see refsift attribute")
     unlearn_steps: int | None = option(None, group=ATTRIBUTION, help="default: the method's")
-    unlearn_lr: float = option(5e-5, group=ATTRIBUTION, help="learning rate of the unlearning")
+    unlearn_lr: float = option(5e-5, low=0, group=ATTRIBUTION, help="learning rate of the unlearning")
     source_samples: int = option(256, group=ATTRIBUTION, help="documents per source")
 
     def __post_init__(self):
@@ -735,18 +745,18 @@ class FinetuneConfig:
     )
     model: str = option(help="model to start from (hub id, directory, smollm2-135m)")
     out: str = option(help="checkpoint directory (final weights; checkpoint-N inside)")
-    steps: int | None = option(None, help="optimizer steps (default: --epochs over the data)")
-    epochs: float = option(1.0, help="passes over the data, when --steps is not given")
-    lr: float = option(5e-5, help="peak learning rate of AdamW")
+    steps: int | None = option(None, low=1, help="optimizer steps (default: --epochs over the data)")
+    epochs: float = option(1.0, low=1e-6, help="passes over the data, when --steps is not given")
+    lr: float = option(5e-5, low=1e-12, help="peak learning rate of AdamW")
     schedule: str = option(
         "constant",
         choices=SCHEDULES,
         help="after warmup, the learning rate stays (constant) or falls to 0 along a cosine",
     )
-    warmup_ratio: float = option(0.0, help="share of the steps warming up linearly")
-    batch_size: int = option(8, help="rows per forward pass")
-    grad_accum: int = option(1, help="forward passes per optimizer step")
-    save_every: int | None = option(None, help="also save checkpoint-N every N steps")
+    warmup_ratio: float = option(0.0, low=0, high=0.99, help="share of the steps warming up linearly")
+    batch_size: int = option(8, low=1, help="rows per forward pass")
+    grad_accum: int = option(1, low=1, help="forward passes per optimizer step")
+    save_every: int | None = option(None, low=1, help="also save checkpoint-N every N steps")
     seed: int = option(0, help="of the initial order of rows and of dropout")
     device: str = option("auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
     overwrite: bool = option(False, help="replace a checkpoint directory refsift made before")
@@ -781,12 +791,14 @@ class ProxyOptions:
         help="LxW: a fresh GPT-2-style model of L layers and width W for the tokenizer, or a model directory to "
         "start from (a fine-tuning ablation)",
     )
-    tokens: int = option(100_000, group=PROXIES, help="training tokens every proxy is fed")
-    max_epochs: float = option(4.0, group=PROXIES, help="refuse data repeated more often than this to make --tokens")
-    block: int = option(128, group=PROXIES, help="tokens per training row drawn from --input sources")
-    batch_size: int = option(16, group=PROXIES, help="rows per optimizer step")
-    lr: float = option(2e-3, group=PROXIES, help="peak learning rate (AdamW, warmup then cosine)")
-    warmup_ratio: float = option(0.1, group=PROXIES, help="share of the steps warming up linearly")
+    tokens: int = option(100_000, low=1, group=PROXIES, help="training tokens every proxy is fed")
+    max_epochs: float = option(
+        4.0, low=1e-3, group=PROXIES, help="refuse data repeated more often than this to make --tokens"
+    )
+    block: int = option(128, low=2, group=PROXIES, help="tokens per training row drawn from --input sources")
+    batch_size: int = option(16, low=1, group=PROXIES, help="rows per optimizer step")
+    lr: float = option(2e-3, low=1e-12, group=PROXIES, help="peak learning rate (AdamW, warmup then cosine)")
+    warmup_ratio: float = option(0.1, low=0, high=0.99, group=PROXIES, help="share of the steps warming up linearly")
     device: str = option("auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
     overwrite: bool = option(False, help="replace a directory of the same kind that refsift made before")
     resume: bool = option(False, help="finish an interrupted command: train only the proxies not yet committed")
@@ -830,8 +842,12 @@ class AblateConfig(CorpusOptions, WindowOptions, ProxyOptions):
     tokenizer: str | None = option(
         None, help="the proxies' tokenizer (a model spec); default: the tokenizer of the select arms' run"
     )
-    seeds: int = option(3, group=PROXIES, help="seeds 0..N-1, shared by the arms (initialisation and data order)")
-    curve_points: int = option(4, group=PROXIES, help="evaluations along training, for the loss curves")
+    seeds: int = option(
+        3, low=1, high=1000, group=PROXIES, help="seeds 0..N-1, shared by the arms (initialisation and data order)"
+    )
+    curve_points: int = option(
+        4, low=1, high=1000, group=PROXIES, help="evaluations along training, for the loss curves"
+    )
 
     def __post_init__(self):
         CorpusOptions.__post_init__(self)
@@ -859,9 +875,15 @@ class MixConfig(CorpusOptions, WindowOptions, ProxyOptions):
     )
     tokenizer: str = option(help="the proxies' tokenizer (a model spec)")
     out: str = option(help="mixture directory to write")
-    proxies: int = option(24, group=PROXIES, help="mixtures to train a proxy on (natural and uniform among them)")
-    heldout: float = option(0.25, group=PROXIES, help="share of the sampled mixtures kept out of the fit, to test it")
-    validate_seeds: int = option(3, group=PROXIES, help="seeds of the proposed mixture against natural and uniform")
+    proxies: int = option(
+        24, low=1, group=PROXIES, help="mixtures to train a proxy on (natural and uniform among them)"
+    )
+    heldout: float = option(
+        0.25, low=0, high=0.9, group=PROXIES, help="share of the sampled mixtures kept out of the fit, to test it"
+    )
+    validate_seeds: int = option(
+        3, low=1, high=1000, group=PROXIES, help="seeds of the proposed mixture against natural and uniform"
+    )
     seed: int = option(0, group=PROXIES, help="of the sampled mixtures and the held-out share")
 
     def __post_init__(self):

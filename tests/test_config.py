@@ -11,6 +11,8 @@ from refsift import config
 from refsift.cli import parser
 from refsift.cli.common import from_args
 from refsift.errors import RefsiftError
+from refsift.kernels.classifier import FastTextSettings
+from refsift.kernels.contrastive import DecodeSettings
 
 # command -> (config class, the fewest arguments it takes, the same as config values)
 MINIMAL = {
@@ -110,3 +112,40 @@ def test_a_value_the_settings_refuse_is_one_line():
     args = parser().parse_args(["novelty", *MINIMAL["novelty"][1], "--top-p", "0"])
     with pytest.raises(RefsiftError, match="--top-p must be in"):
         from_args(config.NoveltyConfig, args)
+
+
+def test_every_number_option_has_a_range():
+    """NaN, infinity, a whole number C code would overflow on, a negative count: every
+    number option of every command refuses them, as argparse reports a bad value or, for
+    the fastText and decoding settings, as those settings' own checks do."""
+    import argparse
+    import dataclasses
+
+    from refsift import cli
+
+    nested = {f.name: cls for cls in (FastTextSettings, DecodeSettings) for f in dataclasses.fields(cls)}
+    commands = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    checked = 0
+    for subcommand in commands.values():
+        for action in subcommand._actions:
+            kind = getattr(action.type, "__name__", None)
+            if kind not in ("int", "float"):
+                continue
+            bad = ["nan", "inf", "-inf", "1e400"] + (["-1", str(2**31)] if kind == "int" else [])
+            for value in bad:
+                with pytest.raises((argparse.ArgumentTypeError, ValueError, RefsiftError)):
+                    parsed = action.type(value)
+                    if action.dest in nested:  # parsed as a number: the settings refuse it
+                        nested[action.dest](**{action.dest: parsed})
+            if action.default is not None and action.dest not in nested:  # the default is in range
+                action.type(str(action.default))
+            checked += 1
+    assert checked >= 60
+
+
+def test_a_number_out_of_range_is_one_line_before_any_work(tmp_path, capsys):
+    from refsift import cli
+
+    assert cli.main(["dedup", "--input", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "d"), "--bands", "0"]) == 2
+    assert "argument --bands: must be at least 1, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

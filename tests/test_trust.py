@@ -613,7 +613,7 @@ def test_distill_refuses_settings_fasttext_would_crash_or_fail_on(tmp_path, caps
         (["--dim", str(2**31)], "--dim must be between"),
         (["--word-ngrams", str(2**31)], "--word-ngrams must be between"),
         (["--epoch", str(2**31)], "--epoch must be between"),
-        (["--seed", "-1"], "--seed must be between 0 and 2,147,483,647"),
+        (["--seed", "-1"], "argument --seed: must be at least 0, not -1"),
         (["--lr", "inf"], "--lr must be between"),
         (["--lr", "nan"], "--lr must be between"),
     ]

@@ -126,10 +126,13 @@ def configure_output(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args, extra = p.parse_known_args(argv)
+    try:  # argparse exits on a bad option (2) and after --help (0): its code is returned, as every other one
+        args, extra = p.parse_known_args(argv)
+        if extra and args.command not in PASS_THROUGH:
+            p.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exit_:
+        return exit_.code
     configure_output(args.verbose)
-    if extra and args.command not in PASS_THROUGH:
-        p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code = args.handler(args, extra)
         if sys.stdout is not None:  # None when standard output was closed

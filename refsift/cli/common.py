@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from importlib import resources
 
+from refsift.config import INT_MAX
 from refsift.errors import RefsiftError
 
 COMMON = argparse.ArgumentParser(add_help=False)
@@ -23,7 +25,9 @@ class Help(argparse.HelpFormatter):
         return f"{text} (default %(default)s)" if text else "default %(default)s"
 
 
-def add_options(p: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (), _groups: dict | None = None) -> None:
+def add_options(
+    p: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (), _groups: dict | None = None, _nested: bool = False
+) -> None:
     """Adds the options of a config dataclass (`refsift.config`): one per field with help in its
     metadata, its default, choices and parser from the field; a nested settings dataclass
     (`fasttext`, `decode`) adds its own fields' options."""
@@ -33,8 +37,8 @@ def add_options(p: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (), 
         meta = f.metadata
         if f.name in skip or f.name in taken or "help" not in meta:
             continue
-        if dataclasses.is_dataclass(f.default_factory):
-            add_options(p, f.default_factory, skip=skip, _groups=groups)
+        if dataclasses.is_dataclass(f.default_factory):  # its own checks name its ranges (FastTextSettings.LIMITS)
+            add_options(p, f.default_factory, skip=skip, _groups=groups, _nested=True)
             continue
         group = meta.get("group")
         if group and group not in groups:
@@ -53,7 +57,8 @@ def add_options(p: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (), 
         if isinstance(default, bool) and not meta.get("parse"):
             kwargs["action"] = "store_false" if default else "store_true"
         else:
-            kwargs["type"] = meta.get("parse") or _parser(f.type)
+            parse = meta.get("parse") or _parser(f.type)
+            kwargs["type"] = parse if _nested else in_range(parse, meta.get("low"), meta.get("high"))
             if meta.get("shown"):
                 kwargs["help"] = meta["help"]  # the default is shown as written, not as a number of bytes
                 kwargs["default"] = meta["shown"]
@@ -67,6 +72,35 @@ def add_options(p: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (), 
             required = meta.get("required")
             kwargs["required"] = not has_default if required is None else required
         target.add_argument(flag, **kwargs)
+
+
+def in_range(parse, low, high):
+    """`parse` refusing, as argparse reports a bad value, a number outside [low, high]: by
+    default a whole number within [0, INT_MAX] and any number finite."""
+    if parse not in (int, float) and low is None and high is None:
+        return parse
+    both = low is not None and high is not None  # a refusal names both ends only when the option declares both
+    if parse is int:
+        low, high = (0 if low is None else low), (INT_MAX if high is None else high)
+
+    def checked(text: str):
+        value = parse(text) if parse else float(text)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if both and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {_number(low)} and {_number(high)}, not {text}")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {_number(low)}, not {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {_number(high)}, not {text}")
+        return value
+
+    checked.__name__ = getattr(parse, "__name__", "number")  # argparse names it in "invalid int value"
+    return checked
+
+
+def _number(x) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
 def _own_first(cls) -> list[dataclasses.Field]:

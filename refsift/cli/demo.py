@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from refsift.cli.common import COMMON, Help
+from refsift.cli.common import COMMON, Help, in_range
 
 
 def add(sub) -> None:
@@ -26,7 +26,7 @@ def add(sub) -> None:
     p.add_argument("--out", default="refsift-demo", help="directory to write (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="smaller corpus, fewer steps and samples")
     p.add_argument("--model", help="a real base model for steps 3-5, e.g. smollm2-135m (slower; see above)")
-    p.add_argument("--seed", type=int, default=0, help="of every model, sample and selection")
+    p.add_argument("--seed", type=in_range(int, None, None), default=0, help="of every model, sample and selection")
     p.set_defaults(handler=run)
 
 

@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 
-from refsift.cli.common import COMMON, Help
+from refsift.cli.common import COMMON, Help, in_range
 from refsift.jobs.console import format_table
 
 
@@ -28,7 +28,9 @@ def add(sub) -> None:
         choices=["table", "csv", "json", "jsonl"],
         help="jsonl: one object per row, an input any refsift command reads (e.g. samples as attribution targets)",
     )
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds a query may run; 0: no limit")
+    p.add_argument(
+        "--timeout", type=in_range(float, 0, 86_400), default=60.0, help="seconds a query may run; 0: no limit"
+    )
     p.add_argument(
         "--memory-limit",
         default="50%",

@@ -17,6 +17,7 @@ only, reads their footers.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -76,6 +77,7 @@ def detect_format(path: str) -> str | None:
     return _SUFFIXES.get(PurePosixPath(name).suffix)
 
 
+@functools.lru_cache(maxsize=4096)  # called for every record of a file
 def source_name(path: str) -> str:
     """Default source label: the file name without format or compression suffixes."""
     name = PurePosixPath(path.rstrip("/")).name

@@ -28,7 +28,7 @@ from refsift.errors import RefsiftError
 from refsift.jobs import console, ledger, progress, rundir
 from refsift.jobs.console import plural
 from refsift.jobs.ledger import PLAN
-from refsift.jobs.runners import dry_run, run_job
+from refsift.jobs.runners import dry_run, per_core, run_job
 
 log = logging.getLogger("refsift")
 
@@ -57,6 +57,9 @@ class ChunkJob:
         finish(out, options, markers) -> counts to add to the manifest's.
       catalog: the tables of the catalog, when they are not the chunks' (default: schemas).
       kind: what the directory is (`refsift.jobs.rundir.KINDS`).
+      per_core: the work holds one core per worker (MinHash, fastText), so the DirectRunner
+        runs a worker process per core (`refsift.jobs.runners.per_core`); a model's work
+        (torch's threads take every core) keeps one.
     """
 
     out: str
@@ -75,6 +78,7 @@ class ChunkJob:
     versions: dict = field(default_factory=dict)
     finish: Callable | None = None
     catalog: dict | None = None
+    per_core: bool = False
     kind: str = "run"
 
     @property
@@ -130,6 +134,8 @@ def execute(job: ChunkJob, options: PipelineOptions, *, overwrite: bool, resume:
             result = pipeline.run()
         transforms = result.job.proto_pipeline.components.transforms.values()
         return {"dry_run": True, "steps": sorted(t.unique_name for t in transforms), "tasks": len(job.tasks)}
+    if job.per_core:
+        options = per_core(options, len(job.tasks))
     started = time.time()
     manifest = {
         **rundir.header(),

@@ -6,6 +6,7 @@ failure or Ctrl-C ends in one line.
 from __future__ import annotations
 
 import importlib
+import os
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -21,6 +22,30 @@ RUNNERS = {
     "portable": "PortableRunner",
     "dataflow": "DataflowRunner",
 }
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def per_core(options: PipelineOptions, tasks: int) -> PipelineOptions:
+    """For work that holds one core per worker (MinHash, fastText): on the DirectRunner, a
+    worker process per core, up to one per task (a task is what a worker takes), unless the
+    options name the DirectRunner's mode or workers. On 2 cores, at 197,200 documents, dedup
+    went from 95 s to 55 s and classify from 26 s to 16 s (README, "Parallel on one
+    machine"); a corpus of one task keeps one process, which starts faster."""
+    given = options.get_all_options(drop_default=True)
+    runner = str(given.get("runner") or "DirectRunner").rsplit(".", 1)[-1]
+    told = any(flag.startswith(("--direct_num_workers", "--direct_running_mode")) for flag in options._flags)
+    if runner != "DirectRunner" or told:
+        return options
+    workers = min(cores(), tasks)
+    if workers < 2:
+        return options
+    return PipelineOptions.from_dictionary(
+        {**given, "direct_running_mode": "multi_processing", "direct_num_workers": workers}
+    )
 
 
 def _short_forms(beam_args: list[str]) -> list[str]:

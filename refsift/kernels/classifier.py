@@ -19,12 +19,17 @@ import numpy as np
 
 from refsift.errors import RefsiftError
 
-_NEWLINES = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+_RARE_BREAKS = re.compile("[\u2028\u2029\x85]")
 
 
 def one_line(text: str) -> str:
-    """The text as fastText reads a document: on one line."""
-    return _NEWLINES.sub(" ", text)
+    """The text as fastText reads a document: on one line. Line breaks become spaces (fastText
+    splits words on runs of whitespace, so its words are those of the text); plain
+    `str.replace` scans, a regular expression only for the rare Unicode breaks."""
+    text = text.replace("\n", " ").replace("\r", " ").replace("\x0b", " ").replace("\x0c", " ")
+    if not text.isascii() and ("\u2028" in text or "\u2029" in text or "\x85" in text):
+        text = _RARE_BREAKS.sub(" ", text)
+    return text
 
 
 # The ranges fastText's C++ takes (32-bit ints) and that train in this process's memory.

@@ -43,6 +43,10 @@ from dataclasses import dataclass, field
 MODES = ("sample", "greedy", "beam", "beam-normalized")
 
 
+MAX_BEAMS = 64  # each beam is a batch row of both models
+MAX_NEW_TOKENS = 100_000
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
     """How to decode.
@@ -94,12 +98,15 @@ class DecodeSettings:
             raise ValueError(f"--decoding must be one of {', '.join(MODES)}")
         checks = (
             (0 <= self.alpha <= 1, f"--alpha must be in [0, 1], got {self.alpha:g}"),
-            (self.gamma >= 0, f"--gamma must not be negative, got {self.gamma:g}"),
+            (0 <= self.gamma < math.inf, f"--gamma must be a finite number, not negative, got {self.gamma:g}"),
             (0 < self.temperature < math.inf, f"--temperature must be positive, got {self.temperature:g}"),
-            (self.top_k >= 0, f"--top-k must be 0 (off) or positive, got {self.top_k}"),
+            (0 <= self.top_k <= 2**31 - 1, f"--top-k must be 0 (off) or positive, got {self.top_k}"),
             (0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p:g}"),
-            (self.num_beams >= 1, f"--num-beams must be at least 1, got {self.num_beams}"),
-            (self.max_new_tokens >= 1, f"--max-new-tokens must be at least 1, got {self.max_new_tokens}"),
+            (1 <= self.num_beams <= MAX_BEAMS, f"--num-beams must be between 1 and {MAX_BEAMS}, got {self.num_beams}"),
+            (
+                1 <= self.max_new_tokens <= MAX_NEW_TOKENS,
+                f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}, got {self.max_new_tokens}",
+            ),
         )
         for ok, message in checks:
             if not ok:

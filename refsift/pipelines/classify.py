@@ -117,6 +117,7 @@ def run(cfg: ClassifyConfig, beam_args: list[str] = (), on_start=None) -> dict:
         differences=classifier_differences,
         progress_roles=["classifier"],
         activity="classifying",
+        per_core=True,
         protect=[i["path"] for i in identity if "://" not in i["path"]]
         + [cfg.classifier]
         + ([cfg.dedup] if cfg.dedup else []),

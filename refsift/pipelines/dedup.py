@@ -107,6 +107,7 @@ def run(cfg: DedupConfig, beam_args: list[str] = (), on_start=None) -> dict:
         views={},
         build=lambda pipeline, out, tasks, done: build(pipeline, cfg, out, tasks, done),
         kind="dedup",
+        per_core=True,
         record={"mode": "dedup", "minhash": {**asdict(cfg.minhash), "threshold": round(cfg.minhash.threshold(), 4)}},
         progress_roles=["minhash"],
         activity="hashing",

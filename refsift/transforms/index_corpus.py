@@ -1,11 +1,13 @@
 """`IndexCorpus`: the first, light pass over every task: ids and row counts only.
 
 It parses each record as the scoring pass will (so a record rejected there does not count
-here) and emits (id, position) for the records that carry an id, and each task's number of
-rows. From them come two small side inputs of the scoring pass: the first position of every
-id that occurs more than once (its later occurrences are rejected as `duplicate_id`), and
-the row number each byte-range task starts at. No document text crosses the shuffle, only
-ids: memory grows with the number of records that carry ids, not with their size.
+here) and emits, per task, the (id, row) pairs of the records that carry an id in
+`ID_SHARDS` groups by a stable hash of the id, and the task's number of rows. From them come
+two small side inputs of the scoring pass: the first position of every id that occurs more
+than once (its later occurrences are rejected as `duplicate_id`; one shard's ids meet on
+one worker), and the row number each byte-range task starts at. No document text crosses
+the shuffle, only ids, a few elements per task rather than one per record: memory grows
+with the number of records that carry ids, not with their size.
 
 The scan has one output, its elements tagged by kind, split by two filters: some runners
 (Beam's DaskRunner) deliver a multi-output ParDo's tagged outputs mixed with its main one.
@@ -13,10 +15,20 @@ The scan has one output, its elements tagged by kind, split by two filters: some
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterator
+
 import apache_beam as beam
 
 from refsift.corpus import records
 from refsift.corpus.formats import Reading, payloads
+
+ID_SHARDS = 16  # ids are grouped by shard: a few elements per task, not one per record
+
+
+def id_shard(doc_id: str) -> int:
+    """A stable shard of an id, the same in every worker process (unlike `hash`)."""
+    return zlib.crc32(doc_id.encode("utf-8", "surrogatepass")) % ID_SHARDS
 
 
 class _IndexFn(beam.DoFn):
@@ -25,6 +37,7 @@ class _IndexFn(beam.DoFn):
 
     def process(self, task):
         rows = records_read = 0
+        shards: dict[int, list] = {}
         for row, payload in payloads(task, self._fields.columns(), self._reading):
             rows = row + 1
             parsed = records.parse(payload, task.format, self._fields)
@@ -32,23 +45,29 @@ class _IndexFn(beam.DoFn):
                 continue
             records_read += 1
             if isinstance(parsed, dict) and parsed["id"] is not None:
-                yield "id", (parsed["id"], (task.input, task.start, row))
+                shards.setdefault(id_shard(parsed["id"]), []).append((parsed["id"], row))
+        for shard, ids in shards.items():
+            yield "ids", (shard, ((task.input, task.start), ids))
         yield "count", (task.index, task.input, task.start, rows, records_read)
 
 
-class _FirstAndCount(beam.CombineFn):
-    def create_accumulator(self):
-        return None, 0
-
-    def add_input(self, acc, position):
-        return (position if acc[0] is None else min(acc[0], position)), acc[1] + 1
-
-    def merge_accumulators(self, accs):
-        firsts = [a[0] for a in accs if a[0] is not None]
-        return (min(firsts) if firsts else None), sum(a[1] for a in accs)
-
-    def extract_output(self, acc):
-        return acc
+def repeated_ids(shard_and_tasks) -> Iterator[tuple[str, tuple]]:
+    """(id, its first position (input, task start, row)) for every id of a shard seen more
+    than once, from each task's (id, row) pairs of that shard."""
+    _, tasks = shard_and_tasks
+    first: dict[str, tuple] = {}
+    repeated = set()
+    for (path, start), ids in tasks:
+        for doc_id, row in ids:
+            position = (path, start, row)
+            seen = first.get(doc_id)
+            if seen is None:
+                first[doc_id] = position
+            elif seen != position:  # not the same record delivered twice (a recomputed task)
+                repeated.add(doc_id)
+                first[doc_id] = min(seen, position)
+    for doc_id in repeated:
+        yield doc_id, first[doc_id]
 
 
 def first_rows(counts: list[tuple]) -> dict[int, int]:
@@ -76,14 +95,9 @@ class IndexCorpus(beam.PTransform):
 
     def expand(self, tasks):
         out = tasks | "Scan" >> beam.ParDo(self._fn)
-        ids = out | "Ids" >> beam.Filter(lambda kv: kv[0] == "id") | "Id" >> beam.Map(lambda kv: kv[1])
+        ids = out | "Ids" >> beam.Filter(lambda kv: kv[0] == "ids") | "Id" >> beam.Map(lambda kv: kv[1])
         counts = out | "Counts" >> beam.Filter(lambda kv: kv[0] == "count") | "Count" >> beam.Map(lambda kv: kv[1])
-        duplicates = (
-            ids
-            | "FirstAndCount" >> beam.CombinePerKey(_FirstAndCount())
-            | "Repeated" >> beam.Filter(lambda kv: kv[1][1] > 1)
-            | "FirstPosition" >> beam.Map(lambda kv: (kv[0], kv[1][0]))
-        )
+        duplicates = ids | "ByShard" >> beam.GroupByKey() | "Repeated" >> beam.FlatMap(repeated_ids)
         counts = counts | "AllCounts" >> beam.combiners.ToList()
         return {
             "duplicates": duplicates,

@@ -117,18 +117,48 @@ def test_select_classify_and_dedup_on_dask_equal_the_direct_runner(dask_cluster,
         json.loads((tmp_path / m / "selection.json").read_text())["per_source"] for m in ("mix-direct", "mix-dask")
     ]
     assert stats[0] == stats[1]
-    dedup = ["dedup", "--input", f"{corpus}/*", "--task-size", "12K"]
-    assert cli.main([*dedup, "--out", str(tmp_path / "dd-direct")]) == 0
+    # dedup and classify: one DirectRunner process, Dask, and the default (a process per core on this machine)
+    one = ["--direct_num_workers=1"]
+    drama = [json.loads(line) for line in (corpus / "drama.jsonl").read_text().splitlines()]
+    write_jsonl(
+        tmp_path / "copies.jsonl",
+        [{"id": f"copy{i}", "text": d["text"] + " (copied)"} for i, d in enumerate(drama[:3])],
+    )
+    dedup = ["dedup", "--input", f"{corpus}/*", str(tmp_path / "copies.jsonl"), "--task-size", "12K"]
+    assert cli.main([*dedup, "--out", str(tmp_path / "dd-direct"), *one]) == 0
     assert cli.main([*dedup, "--out", str(tmp_path / "dd-dask"), *on_dask(dask_cluster)]) == 0
+    assert cli.main([*dedup, "--out", str(tmp_path / "dd-default")]) == 0
     query = "SELECT doc_id, cluster_id, kept FROM duplicates ORDER BY doc_id"
-    assert catalog.query(str(tmp_path / "dd-dask"), query)[1] == catalog.query(str(tmp_path / "dd-direct"), query)[1]
+    found = [catalog.query(str(tmp_path / run), query)[1] for run in ("dd-direct", "dd-dask", "dd-default")]
+    assert found[0] == found[1] == found[2] != []
     clf = tmp_path / "clf"
     assert cli.main(["distill", str(reference), "--by", "nll_model", "--bucket", "5000", "--out", str(clf)]) == 0
     classify = ["classify", "--classifier", str(clf), "--input", f"{corpus}/*", "--task-size", "12K"]
-    assert cli.main([*classify, "--out", str(tmp_path / "c-direct")]) == 0
+    assert cli.main([*classify, "--out", str(tmp_path / "c-direct"), *one]) == 0
     assert cli.main([*classify, "--out", str(tmp_path / "c-dask"), *on_dask(dask_cluster)]) == 0
+    assert cli.main([*classify, "--out", str(tmp_path / "c-default")]) == 0
     query = "SELECT doc_id, row, classifier_score FROM examples ORDER BY doc_id"
-    assert catalog.query(str(tmp_path / "c-dask"), query)[1] == catalog.query(str(tmp_path / "c-direct"), query)[1]
+    found = [catalog.query(str(tmp_path / run), query)[1] for run in ("c-direct", "c-dask", "c-default")]
+    assert found[0] == found[1] == found[2] != []
+
+
+def test_work_that_holds_one_core_runs_a_direct_runner_process_per_core(monkeypatch):
+    from refsift.jobs import runners
+
+    def chosen(args: list[str], tasks: int, cores: int) -> dict:
+        monkeypatch.setattr(runners, "cores", lambda: cores)
+        options = runners.per_core(runners.pipeline_options(args), tasks)
+        return {k: v for k, v in options.get_all_options(drop_default=True).items() if k.startswith("direct_")}
+
+    assert chosen([], tasks=4, cores=2) == {"direct_running_mode": "multi_processing", "direct_num_workers": 2}
+    assert chosen([], tasks=3, cores=8)["direct_num_workers"] == 3  # no more workers than tasks
+    assert chosen([], tasks=1, cores=8) == {}  # one task: one process, which starts faster
+    assert chosen([], tasks=4, cores=1) == {}
+    assert chosen(["--direct_num_workers=1"], tasks=4, cores=2) == {}  # what the user says stands
+    assert chosen(["--direct_running_mode=multi_threading"], tasks=4, cores=2) == {
+        "direct_running_mode": "multi_threading"
+    }
+    assert chosen(["--runner", "portable"], tasks=4, cores=2) == {}
 
 
 def test_a_dask_worker_killed_mid_run_costs_nothing(dask_cluster, corpus, prose_model, reference, tmp_path):
