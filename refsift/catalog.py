@@ -27,6 +27,7 @@ made from this very run. Errors name files, never their contents.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -41,6 +42,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from refsift.config import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from refsift.errors import RefsiftError
 from refsift.jobs import rundir
 from refsift.kernels.scores import excess_loss_sql
@@ -208,8 +210,6 @@ def one_select(sql, *, unparsable: bool = False) -> bool:
 
 
 DEFAULT_MEMORY = "50%"  # of the machine's memory; DuckDB spills what does not fit
-DEFAULT_TIMEOUT = 60.0  # seconds a query may run (refsift sql --timeout)
-MAX_TIMEOUT = 7 * 24 * 3600.0
 
 
 def confined(memory_limit: str = DEFAULT_MEMORY) -> duckdb.DuckDBPyConnection:
@@ -361,13 +361,13 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         )
 
 
-def execute(con: duckdb.DuckDBPyConnection, sql: str, params=None, *, timeout: float | None = None):
-    """Runs one SELECT on a `connect` connection and fetches it; SQL errors and a query
-    past `timeout` seconds (interrupted) become one-line RefsiftErrors. Returns (column
-    names, rows)."""
-    check_read_only(con, sql)
-    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
-        raise RefsiftError(f"--timeout must be a number of seconds up to {MAX_TIMEOUT:g} (0: no limit)")
+@contextlib.contextmanager
+def time_limit(con: duckdb.DuckDBPyConnection, timeout: float | None, *, option: str = "--timeout"):
+    """Interrupts what `con` runs inside the block once `timeout` seconds have passed (None
+    or 0: no limit): a one-line RefsiftError naming `option`. Ctrl-C, which DuckDB turns
+    into its own exception, stays an interrupt."""
+    if timeout is not None and not 0 <= timeout <= MAX_TIMEOUT:
+        raise RefsiftError(f"{option} must be a number of seconds up to {MAX_TIMEOUT:g} (0: no limit)")
     expired = threading.Event()
 
     def stop():
@@ -378,21 +378,33 @@ def execute(con: duckdb.DuckDBPyConnection, sql: str, params=None, *, timeout: f
     if timer:
         timer.start()
     try:
-        result = con.execute(sql, params) if params is not None else con.execute(sql)
-        return [d[0] for d in result.description], result.fetchall()
+        yield
     except (duckdb.InterruptException, RuntimeError) as err:
-        if not expired.is_set():  # Ctrl-C, which DuckDB turns into its own exception
+        if not expired.is_set():
             if isinstance(err, duckdb.InterruptException) or "interrupted" in str(err).lower():
                 raise KeyboardInterrupt from None
             raise
-        raise RefsiftError(f"the query ran longer than {timeout:g} s and was stopped (--timeout)") from None
+        raise RefsiftError(f"the query ran longer than {timeout:g} s and was stopped ({option})") from None
+    finally:
+        if timer:
+            timer.cancel()
+
+
+def execute(con: duckdb.DuckDBPyConnection, sql: str, params=None, *, timeout: float | None = None):
+    """Runs one SELECT on a `connect` connection and fetches it; SQL errors and a query
+    past `timeout` seconds (interrupted) become one-line RefsiftErrors. Returns (column
+    names, rows)."""
+    check_read_only(con, sql)
+    if timeout == 0:
+        raise RefsiftError(f"--timeout must be a number of seconds up to {MAX_TIMEOUT:g} (0: no limit)")
+    try:
+        with time_limit(con, timeout):
+            result = con.execute(sql, params) if params is not None else con.execute(sql)
+            return [d[0] for d in result.description], result.fetchall()
     except duckdb.OutOfMemoryException:
         raise RefsiftError("the query needs more memory than --memory-limit allows, even spilling to disk") from None
     except (duckdb.Error, pa.ArrowException, OSError) as err:
         raise RefsiftError(f"SQL error: {' '.join(str(err).split())[:500]}") from None
-    finally:
-        if timer:
-            timer.cancel()
 
 
 def query(

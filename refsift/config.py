@@ -25,7 +25,9 @@ from refsift.kernels.unlearn import BOTH, DEFAULTS, METHODS, MICRO_BATCH, OPTIMI
 from refsift.models import SMOLLM2
 
 MB = 2**20
-INT_MAX = 2**31 - 1  # the largest whole number an option takes (C libraries read them as 32-bit ints)
+INT_MAX = 2**31 - 1
+DEFAULT_TIMEOUT = 60.0  # seconds a query may run (refsift sql --timeout, select and distill --timeout)
+MAX_TIMEOUT = 7 * 24 * 3600.0  # the largest whole number an option takes (C libraries read them as 32-bit ints)
 DEFAULT_TASK_SIZE = 64 * MB  # bytes of input per task: a worker's unit of work
 DEFAULT_CHUNK_SIZE = MB  # bytes of input per chunk: the unit of memory and of resumption
 DEFAULT_MAX_RECORD_BYTES = 64 * MB  # no real document is this large; a runaway line is rejected, not held
@@ -473,6 +475,12 @@ class SelectConfig:
     )
     order: str = option("desc", choices=("desc", "asc"), help="desc: the highest --by first")
     where: str | None = option(None, help="SQL condition over examples columns applied before ranking")
+    timeout: float = option(
+        DEFAULT_TIMEOUT,
+        low=0,
+        high=MAX_TIMEOUT,
+        help="seconds --by and --where may run over the run (and over each batch in the workers); 0: no limit",
+    )
     budget: str | None = option(None, help="10%% (of documents; of tokens with a mixture), 2000000tok, or N documents")
     mix: str | None = option(None, help="token shares per source, e.g. code=0.3,prose=0.5,math=0.2")
     temperature: float | None = option(
@@ -540,6 +548,9 @@ class DistillConfig(CorpusOptions):
         None, help="column or SQL expression over examples columns: higher = positive (see --order)"
     )
     where: str | None = option(None, help="SQL condition over examples columns: the candidates")
+    timeout: float = option(
+        DEFAULT_TIMEOUT, low=0, high=MAX_TIMEOUT, help="seconds --by and --where may run over the run; 0: no limit"
+    )
     order: str = option("desc", choices=("desc", "asc"), help="asc: the lowest --by are the positives")
     top: str = option(
         "10%",

@@ -253,6 +253,21 @@ def test_sql_stops_at_its_time_limit_and_spills_into_a_directory_it_removes(trus
     assert not Path(spill).exists()
 
 
+def test_select_and_distill_stop_a_ranking_expression_at_its_time_limit(trusted, tmp_path, capsys):
+    slow = "nll_model + (SELECT count(*) FROM range(100000000) a, range(1000000) b)"
+    for argv in (
+        ["select", str(trusted / "run"), "--by", slow, "--budget", "50%"],
+        ["select", str(trusted / "run"), "--where", f"{slow} > 0", "--budget", "50%"],
+        ["distill", str(trusted / "run"), "--by", slow, "--bucket", "5000"],
+    ):
+        started = time.time()
+        assert cli.main([*argv, "--timeout", "1", "--out", str(tmp_path / "out")]) == 2, argv
+        assert time.time() - started < 20
+        err = capsys.readouterr().err
+        assert "longer than 1 s and was stopped (--timeout)" in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "out").exists()
+
+
 def test_a_report_writes_only_where_refsift_may(trusted, tmp_path, capsys):
     run = copied(trusted, tmp_path)
     shard = next((run / "examples").glob("part-*.parquet"))

@@ -135,7 +135,7 @@ def execute(job: ChunkJob, options: PipelineOptions, *, overwrite: bool, resume:
         transforms = result.job.proto_pipeline.components.transforms.values()
         return {"dry_run": True, "steps": sorted(t.unique_name for t in transforms), "tasks": len(job.tasks)}
     if job.per_core:
-        options = per_core(options, len(job.tasks))
+        options = per_core(options, len(job.tasks), sum(t.size or 0 for t in job.tasks))
     started = time.time()
     manifest = {
         **rundir.header(),

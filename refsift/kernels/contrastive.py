@@ -102,7 +102,8 @@ class DecodeSettings:
             (0 < self.temperature < math.inf, f"--temperature must be positive, got {self.temperature:g}"),
             (0 <= self.top_k <= 2**31 - 1, f"--top-k must be 0 (off) or positive, got {self.top_k}"),
             (0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p:g}"),
-            (1 <= self.num_beams <= MAX_BEAMS, f"--num-beams must be between 1 and {MAX_BEAMS}, got {self.num_beams}"),
+            (self.num_beams >= 1, f"--num-beams must be at least 1, got {self.num_beams}"),
+            (self.num_beams <= MAX_BEAMS, f"--num-beams must be at most {MAX_BEAMS}, got {self.num_beams}"),
             (
                 1 <= self.max_new_tokens <= MAX_NEW_TOKENS,
                 f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}, got {self.max_new_tokens}",

@@ -86,16 +86,21 @@ def _run_documents(cfg: DistillConfig) -> tuple[list[str], list[str], np.ndarray
     where = f"WHERE COALESCE(({cfg.where}), FALSE)" if cfg.where else ""
     con = catalog.connect(cfg.run)
     try:
+        ids, texts, values = [], [], []
         try:
-            result = con.execute(f"SELECT doc_id, text, CAST({score} AS DOUBLE) FROM examples {where} ORDER BY doc_id")
+            with catalog.time_limit(con, cfg.timeout):
+                result = con.execute(
+                    f"SELECT doc_id, text, CAST({score} AS DOUBLE) FROM examples {where} ORDER BY doc_id"
+                )
+                while rows := result.fetchmany(10_000):
+                    for doc_id, text, value in rows:
+                        ids.append(doc_id)
+                        texts.append(text)
+                        values.append(math.nan if value is None else value)
+        except RefsiftError:
+            raise
         except Exception as err:
             raise RefsiftError(f"--by/--where: {' '.join(str(err).split())[:300]}") from None
-        ids, texts, values = [], [], []
-        while rows := result.fetchmany(10_000):
-            for doc_id, text, value in rows:
-                ids.append(doc_id)
-                texts.append(text)
-                values.append(math.nan if value is None else value)
     finally:
         con.close()
     if cfg.dedup:  # the copies a dedup run did not keep are no candidates

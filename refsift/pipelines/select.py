@@ -81,9 +81,12 @@ def validate(cfg: SelectConfig, manifest: dict) -> None:
     con = catalog.connect(cfg.run)
     try:  # on the launcher, not on a worker: a bad expression, a --by that ranks nothing, a missing source
         try:
-            candidates, ranked_by = con.execute(
-                f"SELECT count(*), count(score) FILTER (WHERE isfinite(score)) FROM ({ranked}) WHERE keep"
-            ).fetchone()
+            with catalog.time_limit(con, cfg.timeout):
+                candidates, ranked_by = con.execute(
+                    f"SELECT count(*), count(score) FILTER (WHERE isfinite(score)) FROM ({ranked}) WHERE keep"
+                ).fetchone()
+        except RefsiftError:
+            raise
         except Exception as err:
             raise RefsiftError(f"--by/--where: {' '.join(str(err).split())[:300]}") from None
         if cfg.by and candidates and not ranked_by:
@@ -241,7 +244,7 @@ def choose_documents(
     ranked = (
         p
         | "ReadExamples" >> ReadParquet(f"{cfg.run.rstrip('/')}/examples/*.parquet", batched=True)
-        | "RankDocuments" >> RankDocuments(by=cfg.by, where=cfg.where, order=cfg.order)
+        | "RankDocuments" >> RankDocuments(by=cfg.by, where=cfg.where, order=cfg.order, timeout=cfg.timeout)
     )
     if removed:  # the copies a dedup run did not keep: ids only in the side input, documents never grouped
         copies = reading.skipped(p, removed)

@@ -32,8 +32,8 @@ def ranking_sql(by: str | None, where: str | None, order: str) -> str:
 
 
 class _RankFn(beam.DoFn):
-    def __init__(self, sql: str):
-        self._sql = sql
+    def __init__(self, sql: str, timeout: float | None):
+        self._sql, self._timeout = sql, timeout
         self._read = Metrics.counter("RankDocuments", "documents")
 
     def setup(self):
@@ -46,12 +46,16 @@ class _RankFn(beam.DoFn):
         return {k: v for k, v in self.__dict__.items() if k not in ("_con", "_lock")}
 
     def process(self, batch):
-        with self._lock:
+        from refsift.catalog import time_limit
+
+        with self._lock, time_limit(self._con, self._timeout):
             self._con.register("examples", batch)
-            result = self._con.execute(self._sql)
-            columns = [d[0] for d in result.description]
-            rows = result.fetchall()
-            self._con.unregister("examples")
+            try:
+                result = self._con.execute(self._sql)
+                columns = [d[0] for d in result.description]
+                rows = result.fetchall()
+            finally:
+                self._con.unregister("examples")
         for values in rows:
             row = dict(zip(columns, values))
             self._read.inc()
@@ -68,13 +72,15 @@ class RankDocuments(beam.PTransform):
       where: SQL condition; documents failing it are kept as candidates with keep=False, so
         that counts before selection stay complete.
       order: "desc" (higher is better) or "asc".
+      timeout: seconds the expressions may run over one batch (None: no limit); past it the
+        job stops in one line naming --timeout.
     """
 
-    def __init__(self, *, by: str | None = None, where: str | None = None, order: str = "desc"):
+    def __init__(self, *, by: str | None = None, where: str | None = None, order: str = "desc", timeout=None):
         super().__init__()
         if order not in ("desc", "asc"):
             raise ValueError("order must be 'desc' or 'asc'")
-        self._sql = ranking_sql(by, where, order)
+        self._sql, self._timeout = ranking_sql(by, where, order), timeout or None
 
     def expand(self, batches):
-        return batches | "Rank" >> beam.ParDo(_RankFn(self._sql))
+        return batches | "Rank" >> beam.ParDo(_RankFn(self._sql, self._timeout))

@@ -102,7 +102,11 @@ def test_score_on_dask_equals_the_direct_runner_and_resumes(dask_cluster, corpus
     same(snapshot(half), snapshot(reference))
 
 
-def test_select_classify_and_dedup_on_dask_equal_the_direct_runner(dask_cluster, corpus, reference, tmp_path):
+def test_select_classify_and_dedup_on_dask_equal_the_direct_runner(
+    dask_cluster, corpus, reference, tmp_path, monkeypatch
+):
+    from refsift.jobs import runners
+
     def export(mix: Path) -> list:
         import pyarrow.parquet as pq
 
@@ -117,7 +121,9 @@ def test_select_classify_and_dedup_on_dask_equal_the_direct_runner(dask_cluster,
         json.loads((tmp_path / m / "selection.json").read_text())["per_source"] for m in ("mix-direct", "mix-dask")
     ]
     assert stats[0] == stats[1]
-    # dedup and classify: one DirectRunner process, Dask, and the default (a process per core on this machine)
+    # dedup and classify: one DirectRunner process, Dask, and the default with a process per core (however
+    # small the corpus: on a machine of one core, one process)
+    monkeypatch.setattr(runners, "BYTES_PER_WORKER", 1)
     one = ["--direct_num_workers=1"]
     drama = [json.loads(line) for line in (corpus / "drama.jsonl").read_text().splitlines()]
     write_jsonl(
@@ -145,14 +151,16 @@ def test_select_classify_and_dedup_on_dask_equal_the_direct_runner(dask_cluster,
 def test_work_that_holds_one_core_runs_a_direct_runner_process_per_core(monkeypatch):
     from refsift.jobs import runners
 
-    def chosen(args: list[str], tasks: int, cores: int) -> dict:
+    def chosen(args: list[str], tasks: int, cores: int, megabytes: int = 1000) -> dict:
         monkeypatch.setattr(runners, "cores", lambda: cores)
-        options = runners.per_core(runners.pipeline_options(args), tasks)
+        options = runners.per_core(runners.pipeline_options(args), tasks, megabytes * 2**20)
         return {k: v for k, v in options.get_all_options(drop_default=True).items() if k.startswith("direct_")}
 
     assert chosen([], tasks=4, cores=2) == {"direct_running_mode": "multi_processing", "direct_num_workers": 2}
     assert chosen([], tasks=3, cores=8)["direct_num_workers"] == 3  # no more workers than tasks
-    assert chosen([], tasks=1, cores=8) == {}  # one task: one process, which starts faster
+    assert chosen([], tasks=8, cores=8, megabytes=200)["direct_num_workers"] == 3  # nor than 64 MB pieces
+    assert chosen([], tasks=4, cores=2, megabytes=100) == {}  # too little input to be worth a second process
+    assert chosen([], tasks=1, cores=8) == {}
     assert chosen([], tasks=4, cores=1) == {}
     assert chosen(["--direct_num_workers=1"], tasks=4, cores=2) == {}  # what the user says stands
     assert chosen(["--direct_running_mode=multi_threading"], tasks=4, cores=2) == {
