@@ -36,6 +36,7 @@ from refsift.pipelines import classify, distill, score  # noqa: E402
 DOMAINS = ("prose", "drama", "german", "code", "math", "spanish")
 TARGET = "code"
 SETTINGS = {  # name -> FastTextSettings fields (bucket small: a sample needs few)
+    "default (by the sample's size)": {},
     "epoch 3, lr 0.1 (PreSelect's)": dict(epoch=3, lr=0.1),
     "epoch 10, lr 0.5": dict(epoch=10, lr=0.5),
     "epoch 25, lr 0.5": dict(epoch=25, lr=0.5),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,13 +50,20 @@ def _number(x: float) -> str:
     return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
+SMALL_SAMPLE = 10_000  # training documents under which fastText gets the small-sample defaults
+
+
 @dataclass(frozen=True)
 class FastTextSettings:
-    """fastText's supervised training; the defaults are PreSelect's (`train_fasttext.py`).
+    """fastText's supervised training. The defaults are PreSelect's (`train_fasttext.py`:
+    3 epochs at learning rate 0.1) from `SMALL_SAMPLE` training documents on; below, 25
+    epochs at 0.5 (fastText's own advice for small data), since 3 epochs at 0.1 over a few
+    hundred documents leave every score at 0.5 (benchmarks/distill_small.py: the unseen
+    documents' scores spread over 0.00 of the range, against 1.00).
 
     Args:
-      epoch: passes over the training file.
-      lr: learning rate.
+      epoch: passes over the training file (None: by the sample's size, `for_documents`).
+      lr: learning rate (None: by the sample's size).
       word_ngrams: longest word n-gram used as a feature.
       dim: size of the word vectors.
       min_count: words seen fewer times are dropped.
@@ -68,8 +75,18 @@ class FastTextSettings:
     """
 
     # The metadata makes `refsift distill`'s options (`refsift.cli.common.add_options`).
-    epoch: int = field(default=3, metadata={"group": "fastText", "help": "passes over the training documents"})
-    lr: float = field(default=0.1, metadata={"group": "fastText", "help": "learning rate"})
+    epoch: int | None = field(
+        default=None,
+        metadata={
+            "group": "fastText",
+            "help": f"passes over the training documents (default: 25 under {SMALL_SAMPLE:,} training documents, "
+            "else PreSelect's 3)",
+        },
+    )
+    lr: float | None = field(
+        default=None,
+        metadata={"group": "fastText", "help": f"learning rate (default: 0.5 under {SMALL_SAMPLE:,}, else 0.1)"},
+    )
     word_ngrams: int = field(default=2, metadata={"group": "fastText", "help": "longest word n-gram feature"})
     dim: int = field(default=100, metadata={"group": "fastText", "help": "word vector size"})
     min_count: int = field(default=1, metadata={"group": "fastText", "help": "words seen fewer times are dropped"})
@@ -90,7 +107,7 @@ class FastTextSettings:
         for option, value in LIMITS.items():
             low, high = value
             given = getattr(self, option)
-            if not low <= given <= high:
+            if given is not None and not low <= given <= high:
                 name = "--" + option.replace("_", "-")
                 raise RefsiftError(f"{name} must be between {_number(low)} and {_number(high)}, not {given}")
         if self.bucket * self.dim > MAX_WEIGHTS:
@@ -99,10 +116,24 @@ class FastTextSettings:
                 f"({4 * MAX_WEIGHTS / 2**30:.0f} GB); fewer buckets do for the samples refsift distils"
             )
 
+    def for_documents(self, n: int) -> FastTextSettings:
+        """These settings with the epochs and learning rate left open chosen for `n`
+        training documents."""
+        small = n < SMALL_SAMPLE
+        return replace(
+            self,
+            epoch=self.epoch if self.epoch is not None else 25 if small else 3,
+            lr=self.lr if self.lr is not None else 0.5 if small else 0.1,
+        )
+
 
 def train(path: str, settings: FastTextSettings):
-    """A supervised fastText model from a file of `__label__X text` lines."""
+    """A supervised fastText model from a file of `__label__X text` lines (one document a
+    line; settings left open are chosen for their number, `FastTextSettings.for_documents`)."""
     import fasttext
+
+    with open(path, "rb") as handle:
+        settings = settings.for_documents(sum(1 for _ in handle))
 
     return fasttext.train_supervised(
         input=path,

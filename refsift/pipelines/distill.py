@@ -216,7 +216,11 @@ def run(cfg: DistillConfig) -> dict:
             "preprocess": "newlines to spaces (one line per document)",
             "source": source,
             "rule": {"top": cfg.top, "negatives": cfg.negatives, **data.get("thresholds", {})},
-            "settings": {**asdict(cfg.fasttext), "holdout": cfg.holdout, "seed": cfg.seed},
+            "settings": {
+                **asdict(cfg.fasttext.for_documents(len(data["train"]))),
+                "holdout": cfg.holdout,
+                "seed": cfg.seed,
+            },
             "counts": {
                 "candidates": data["candidates"],
                 "train_positive": n_pos,
