@@ -64,6 +64,21 @@ def write_planted_corpus(path: Path, documents: int, copies: float = 0.16, seed:
     return planted
 
 
+def mixing_case(directory: Path) -> tuple[list[str], str, str]:
+    """benchmarks/mix.py's case: one JSONL file per bundled domain (`DOMAINS`, their last 12
+    documents held back), a target that blends held-back code and math (so that the best
+    mixture is not a corner), and a tokenizer for the proxies. Returns (inputs, target,
+    tokenizer directory)."""
+    docs = {d: corpora.documents(d, target_chars=600) for d in DOMAINS}
+    for d, texts in docs.items():
+        corpora.write_jsonl(directory / f"{d}.jsonl", corpora.numbered(texts[:-12], d))
+    target = [{"id": f"t{d}{i}", "text": t} for d in ("code", "math") for i, t in enumerate(docs[d][-12:])]
+    corpora.write_jsonl(directory / "target.jsonl", target)
+    tok = tiny.train_tokenizer(sum((t[:40] for t in docs.values()), []), vocab_size=1024)
+    saved = tiny.save(tiny.new_model(tok, layers=1, width=16, heads=1), tok, directory / "tok")
+    return [str(directory / f"{d}.jsonl") for d in DOMAINS], str(directory / "target.jsonl"), str(saved)
+
+
 def tokenizer(vocab_size: int = 2048):
     return tiny.train_tokenizer(sum((corpora.documents(d)[:30] for d in DOMAINS), []), vocab_size=vocab_size)
 

@@ -17,10 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from refsift import cli
-from refsift.demo import corpora, tiny
+sys.path.insert(0, str(Path(__file__).parent))
 
-SOURCES = ("prose", "drama", "german", "code", "math", "spanish")
+import common  # noqa: E402
+
+from refsift import cli  # noqa: E402
+
 HAND = "code=0.5,math=0.5"  # what a person would type for a code-and-math target
 
 
@@ -34,17 +36,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        docs = {d: corpora.documents(d, target_chars=600) for d in SOURCES}
-        for d, texts in docs.items():
-            corpora.write_jsonl(tmp / f"{d}.jsonl", corpora.numbered(texts[:-12], d))
-        target = [{"id": f"t{d}{i}", "text": t} for d in ("code", "math") for i, t in enumerate(docs[d][-12:])]
-        corpora.write_jsonl(tmp / "target.jsonl", target)
-        tokenizer = tiny.train_tokenizer(sum((t[:40] for t in docs.values()), []), vocab_size=1024)
-        tok = str(tiny.save(tiny.new_model(tokenizer, layers=1, width=16, heads=1), tokenizer, tmp / "tok"))
-        inputs = [str(tmp / f"{d}.jsonl") for d in SOURCES]
-        common = ["--tokenizer", tok, "--proxy", args.proxy, "--tokens", str(args.tokens), "--max-length", "256",
+        inputs, target, tok = common.mixing_case(tmp)
+        proxies = ["--tokenizer", tok, "--proxy", args.proxy, "--tokens", str(args.tokens), "--max-length", "256",
                   "--context", "32"]  # fmt: skip
-        search = ["mix", "--input", *inputs, "--target", str(tmp / "target.jsonl"), *common,
+        search = ["mix", "--input", *inputs, "--target", target, *proxies,
                   "--proxies", str(args.proxies), "--validate-seeds", "3", "--out"]  # fmt: skip
         started = time.time()
         assert cli.main([*search, str(tmp / "mix")]) == 0
@@ -64,7 +59,7 @@ def main() -> None:
 
         arms = {"proposed": record["mix"], "natural": "natural", "uniform": "uniform", "hand": HAND}
         argv = ["ablate", *(a for name, w in arms.items() for a in ("--arm", f"{name}={w}")), "--input", *inputs,
-                "--eval", str(tmp / "target.jsonl"), *common, "--seeds", str(args.seeds),
+                "--eval", target, *proxies, "--seeds", str(args.seeds),
                 "--out", str(tmp / "ab")]  # fmt: skip
         assert cli.main(argv) == 0
         report = json.loads((tmp / "ab" / "report.json").read_text())

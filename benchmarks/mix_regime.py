@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from refsift import cli
-from refsift.demo import corpora, tiny
+sys.path.insert(0, str(Path(__file__).parent))
 
-SOURCES = ("prose", "drama", "german", "code", "math", "spanish")
+import common  # noqa: E402
+
+from refsift import cli  # noqa: E402
 
 
 def main() -> None:
@@ -31,18 +33,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        docs = {d: corpora.documents(d, target_chars=600) for d in SOURCES}
-        for d, texts in docs.items():
-            corpora.write_jsonl(tmp / f"{d}.jsonl", corpora.numbered(texts[:-12], d))
-        target = [{"id": f"t{d}{i}", "text": t} for d in ("code", "math") for i, t in enumerate(docs[d][-12:])]
-        corpora.write_jsonl(tmp / "target.jsonl", target)
-        tokenizer = tiny.train_tokenizer(sum((t[:40] for t in docs.values()), []), vocab_size=1024)
-        tok = str(tiny.save(tiny.new_model(tokenizer, layers=1, width=16, heads=1), tokenizer, tmp / "tok"))
+        inputs, target, tok = common.mixing_case(tmp)
         for tokens in map(int, args.tokens.split(",")):
             out = tmp / f"mix-{tokens}"
             started = time.time()
-            assert cli.main(["mix", "--input", *(str(tmp / f"{d}.jsonl") for d in SOURCES), "--target",
-                             str(tmp / "target.jsonl"), "--tokenizer", tok, "--proxy", args.proxy, "--tokens",
+            assert cli.main(["mix", "--input", *inputs, "--target",
+                             target, "--tokenizer", tok, "--proxy", args.proxy, "--tokens",
                              str(tokens), "--proxies", str(args.proxies), "--validate-seeds", "3", "--max-length",
                              "256", "--context", "32", "--out", str(out)]) == 0  # fmt: skip
             record = json.loads((out / "mixture.json").read_text())

@@ -25,9 +25,9 @@ from refsift.kernels.unlearn import BOTH, DEFAULTS, METHODS, MICRO_BATCH, OPTIMI
 from refsift.models import SMOLLM2
 
 MB = 2**20
-INT_MAX = 2**31 - 1
+INT_MAX = 2**31 - 1  # the largest whole number an option takes (C libraries read them as 32-bit ints)
 DEFAULT_TIMEOUT = 60.0  # seconds a query may run (refsift sql --timeout, select and distill --timeout)
-MAX_TIMEOUT = 7 * 24 * 3600.0  # the largest whole number an option takes (C libraries read them as 32-bit ints)
+MAX_TIMEOUT = 7 * 24 * 3600.0
 DEFAULT_TASK_SIZE = 64 * MB  # bytes of input per task: a worker's unit of work
 DEFAULT_CHUNK_SIZE = MB  # bytes of input per chunk: the unit of memory and of resumption
 DEFAULT_MAX_RECORD_BYTES = 64 * MB  # no real document is this large; a runaway line is rejected, not held

@@ -23,6 +23,11 @@ class Interrupted(RefsiftError):
 _RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)): (.+?)(?: \[while running .*)?$", re.M)
 
 
+def number(x: float) -> str:
+    """A number as a refusal writes it: 2,147,483,647 or 0.5."""
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
 def _chain(err: BaseException | None) -> list[BaseException]:
     chain, seen = [], set()
     while err is not None and id(err) not in seen:

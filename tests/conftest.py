@@ -87,6 +87,27 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["refsift", *args], code, out.getvalue(), err.getvalue())
 
 
+@contextlib.contextmanager
+def failing_commit(monkeypatch, nth: int):
+    """Within the block, the `nth` shard write of a chunk job fails with an I/O error, as a
+    full or broken disk would make it."""
+    from refsift.transforms import commit_chunks
+
+    real, calls = commit_chunks.write_table, []
+
+    def write_table(table, path):
+        calls.append(path)
+        if len(calls) == nth:
+            raise OSError(5, "Input/output error")
+        return real(table, path)
+
+    monkeypatch.setattr(commit_chunks, "write_table", write_table)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(commit_chunks, "write_table", real)
+
+
 def held_out(domain: str, n: int, start: int = HELD_OUT) -> list[str]:
     return corpora.documents(domain)[start : start + n]
 

@@ -9,7 +9,7 @@ import math
 from importlib import resources
 
 from refsift.config import INT_MAX
-from refsift.errors import RefsiftError
+from refsift.errors import RefsiftError, number
 
 COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--verbose", action="store_true", help="show Beam's logs and Hugging Face's progress bars")
@@ -88,19 +88,15 @@ def in_range(parse, low, high):
         if isinstance(value, float) and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if both and not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {_number(low)} and {_number(high)}, not {text}")
+            raise argparse.ArgumentTypeError(f"must be between {number(low)} and {number(high)}, not {text}")
         if low is not None and value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {_number(low)}, not {text}")
+            raise argparse.ArgumentTypeError(f"must be at least {number(low)}, not {text}")
         if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {_number(high)}, not {text}")
+            raise argparse.ArgumentTypeError(f"must be at most {number(high)}, not {text}")
         return value
 
     checked.__name__ = getattr(parse, "__name__", "number")  # argparse names it in "invalid int value"
     return checked
-
-
-def _number(x) -> str:
-    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
 def _own_first(cls) -> list[dataclasses.Field]:

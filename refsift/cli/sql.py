@@ -7,6 +7,7 @@ import json
 import sys
 
 from refsift.cli.common import COMMON, Help, in_range
+from refsift.config import MAX_TIMEOUT
 from refsift.jobs.console import format_table
 
 
@@ -29,7 +30,7 @@ def add(sub) -> None:
         help="jsonl: one object per row, an input any refsift command reads (e.g. samples as attribution targets)",
     )
     p.add_argument(
-        "--timeout", type=in_range(float, 0, 86_400), default=60.0, help="seconds a query may run; 0: no limit"
+        "--timeout", type=in_range(float, 0, MAX_TIMEOUT), default=60.0, help="seconds a query may run; 0: no limit"
     )
     p.add_argument(
         "--memory-limit",

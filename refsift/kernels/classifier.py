@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from refsift.errors import RefsiftError
+from refsift.errors import RefsiftError, number
 
 _RARE_BREAKS = re.compile("[\u2028\u2029\x85]")
 
@@ -44,10 +44,6 @@ LIMITS = {
     "seed": (0, 2**31 - 1),
 }
 MAX_WEIGHTS = 500_000_000  # bucket x dim floats: 2 GB
-
-
-def _number(x: float) -> str:
-    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
 SMALL_SAMPLE = 10_000  # training documents under which fastText gets the small-sample defaults
@@ -109,7 +105,7 @@ class FastTextSettings:
             given = getattr(self, option)
             if given is not None and not low <= given <= high:
                 name = "--" + option.replace("_", "-")
-                raise RefsiftError(f"{name} must be between {_number(low)} and {_number(high)}, not {given}")
+                raise RefsiftError(f"{name} must be between {number(low)} and {number(high)}, not {given}")
         if self.bucket * self.dim > MAX_WEIGHTS:
             raise RefsiftError(
                 f"--bucket x --dim is {self.bucket * self.dim:,} weights, more than {MAX_WEIGHTS:,} "
@@ -132,8 +128,9 @@ def train(path: str, settings: FastTextSettings):
     line; settings left open are chosen for their number, `FastTextSettings.for_documents`)."""
     import fasttext
 
-    with open(path, "rb") as handle:
-        settings = settings.for_documents(sum(1 for _ in handle))
+    if settings.epoch is None or settings.lr is None:
+        with open(path, "rb") as handle:
+            settings = settings.for_documents(sum(1 for _ in handle))
 
     return fasttext.train_supervised(
         input=path,

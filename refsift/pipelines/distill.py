@@ -40,7 +40,7 @@ from refsift.config import DistillConfig, parse_top
 from refsift.errors import RefsiftError
 from refsift.jobs import reading, rundir
 from refsift.kernels import classifier
-from refsift.transforms.rank_documents import ranking_sql
+from refsift.transforms.rank_documents import ranking_query, ranking_sql
 
 MODEL_FILE = "model.bin"
 CARD = "card.json"
@@ -87,20 +87,13 @@ def _run_documents(cfg: DistillConfig) -> tuple[list[str], list[str], np.ndarray
     con = catalog.connect(cfg.run)
     try:
         ids, texts, values = [], [], []
-        try:
-            with catalog.time_limit(con, cfg.timeout):
-                result = con.execute(
-                    f"SELECT doc_id, text, CAST({score} AS DOUBLE) FROM examples {where} ORDER BY doc_id"
-                )
-                while rows := result.fetchmany(10_000):
-                    for doc_id, text, value in rows:
-                        ids.append(doc_id)
-                        texts.append(text)
-                        values.append(math.nan if value is None else value)
-        except RefsiftError:
-            raise
-        except Exception as err:
-            raise RefsiftError(f"--by/--where: {' '.join(str(err).split())[:300]}") from None
+        with ranking_query(con, cfg.timeout):
+            result = con.execute(f"SELECT doc_id, text, CAST({score} AS DOUBLE) FROM examples {where} ORDER BY doc_id")
+            while rows := result.fetchmany(10_000):
+                for doc_id, text, value in rows:
+                    ids.append(doc_id)
+                    texts.append(text)
+                    values.append(math.nan if value is None else value)
     finally:
         con.close()
     if cfg.dedup:  # the copies a dedup run did not keep are no candidates
@@ -187,6 +180,7 @@ def run(cfg: DistillConfig) -> dict:
     n_pos = sum(1 for label, _ in data["train"] if label == POSITIVE)
     if n_pos == 0 or n_pos == len(data["train"]):
         raise RefsiftError("training needs both positives and negatives")
+    settings = cfg.fasttext.for_documents(len(data["train"]))  # the epochs and learning rate left open
     protect = [*cfg.positives_files, *cfg.negatives_files, *([cfg.run] if cfg.run else [])]
     protect += [cfg.dedup] if cfg.dedup else []
     with rundir.claim(cfg.out, kind="classifier", overwrite=cfg.overwrite, protect=protect) as claim:
@@ -194,7 +188,7 @@ def run(cfg: DistillConfig) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             training_file = Path(tmp) / "train.txt"
             write_training_file(training_file, data["train"], cfg.seed)
-            model = classifier.train(str(training_file), cfg.fasttext)
+            model = classifier.train(str(training_file), settings)
         model.save_model(str(out / MODEL_FILE))
         predicted = classifier.scores(model, data["test_texts"], POSITIVE)
         labelled = data["test_labelled"]
@@ -217,7 +211,7 @@ def run(cfg: DistillConfig) -> dict:
             "source": source,
             "rule": {"top": cfg.top, "negatives": cfg.negatives, **data.get("thresholds", {})},
             "settings": {
-                **asdict(cfg.fasttext.for_documents(len(data["train"]))),
+                **asdict(settings),
                 "holdout": cfg.holdout,
                 "seed": cfg.seed,
             },

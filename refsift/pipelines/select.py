@@ -40,7 +40,7 @@ from refsift.schemas import CLUSTERS_SCHEMA, DOCUMENT_EXPORT_SCHEMA, EXPORT_SCHE
 from refsift.transforms import WriteShards
 from refsift.transforms.fill_budget import FillBudget
 from refsift.transforms.label_tokens import LabelTokens
-from refsift.transforms.rank_documents import RankDocuments, ranking_sql
+from refsift.transforms.rank_documents import RankDocuments, ranking_query, ranking_sql
 from refsift.transforms.read_parquet import ReadParquet
 
 QUANTILES = 1001  # global thresholds to 0.1% of the token distribution
@@ -80,15 +80,10 @@ def validate(cfg: SelectConfig, manifest: dict) -> None:
     ranked = ranking_sql(cfg.by, cfg.where, cfg.order)
     con = catalog.connect(cfg.run)
     try:  # on the launcher, not on a worker: a bad expression, a --by that ranks nothing, a missing source
-        try:
-            with catalog.time_limit(con, cfg.timeout):
-                candidates, ranked_by = con.execute(
-                    f"SELECT count(*), count(score) FILTER (WHERE isfinite(score)) FROM ({ranked}) WHERE keep"
-                ).fetchone()
-        except RefsiftError:
-            raise
-        except Exception as err:
-            raise RefsiftError(f"--by/--where: {' '.join(str(err).split())[:300]}") from None
+        with ranking_query(con, cfg.timeout):
+            candidates, ranked_by = con.execute(
+                f"SELECT count(*), count(score) FILTER (WHERE isfinite(score)) FROM ({ranked}) WHERE keep"
+            ).fetchone()
         if cfg.by and candidates and not ranked_by:
             raise RefsiftError(
                 f"--by {cfg.by} is NULL for every candidate document: does the run have the roles it needs "

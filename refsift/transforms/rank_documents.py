@@ -7,6 +7,7 @@ works locally and on Dataflow and no worker holds more than a batch.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import apache_beam as beam
@@ -29,6 +30,22 @@ def ranking_sql(by: str | None, where: str | None, order: str) -> str:
     if not one_select(sql, unparsable=True):
         raise RefsiftError(f"--by and --where must each be one SQL expression: {by!r}, {where!r}")
     return sql
+
+
+@contextlib.contextmanager
+def ranking_query(con, timeout: float | None):
+    """Around a --by/--where query on the launcher: past `timeout` seconds it stops, and any
+    SQL error is one line naming --by/--where."""
+    from refsift.catalog import time_limit
+    from refsift.errors import RefsiftError
+
+    try:
+        with time_limit(con, timeout):
+            yield
+    except RefsiftError:
+        raise
+    except Exception as err:
+        raise RefsiftError(f"--by/--where: {' '.join(str(err).split())[:300]}") from None
 
 
 class _RankFn(beam.DoFn):

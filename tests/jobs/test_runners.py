@@ -130,21 +130,23 @@ def test_select_classify_and_dedup_on_dask_equal_the_direct_runner(
         tmp_path / "copies.jsonl",
         [{"id": f"copy{i}", "text": d["text"] + " (copied)"} for i, d in enumerate(drama[:3])],
     )
+
+    def on_every_runner(argv: list[str], name: str, query: str) -> list:
+        """What `query` finds in the runs of `argv` in one process, on Dask and by default."""
+        found = []
+        for runner, extra in (("direct", one), ("dask", on_dask(dask_cluster)), ("default", [])):
+            out = tmp_path / f"{name}-{runner}"
+            assert cli.main([*argv, "--out", str(out), *extra]) == 0
+            found.append(catalog.query(str(out), query)[1])
+        return found
+
     dedup = ["dedup", "--input", f"{corpus}/*", str(tmp_path / "copies.jsonl"), "--task-size", "12K"]
-    assert cli.main([*dedup, "--out", str(tmp_path / "dd-direct"), *one]) == 0
-    assert cli.main([*dedup, "--out", str(tmp_path / "dd-dask"), *on_dask(dask_cluster)]) == 0
-    assert cli.main([*dedup, "--out", str(tmp_path / "dd-default")]) == 0
-    query = "SELECT doc_id, cluster_id, kept FROM duplicates ORDER BY doc_id"
-    found = [catalog.query(str(tmp_path / run), query)[1] for run in ("dd-direct", "dd-dask", "dd-default")]
+    found = on_every_runner(dedup, "dd", "SELECT doc_id, cluster_id, kept FROM duplicates ORDER BY doc_id")
     assert found[0] == found[1] == found[2] != []
     clf = tmp_path / "clf"
     assert cli.main(["distill", str(reference), "--by", "nll_model", "--bucket", "5000", "--out", str(clf)]) == 0
     classify = ["classify", "--classifier", str(clf), "--input", f"{corpus}/*", "--task-size", "12K"]
-    assert cli.main([*classify, "--out", str(tmp_path / "c-direct"), *one]) == 0
-    assert cli.main([*classify, "--out", str(tmp_path / "c-dask"), *on_dask(dask_cluster)]) == 0
-    assert cli.main([*classify, "--out", str(tmp_path / "c-default")]) == 0
-    query = "SELECT doc_id, row, classifier_score FROM examples ORDER BY doc_id"
-    found = [catalog.query(str(tmp_path / run), query)[1] for run in ("c-direct", "c-dask", "c-default")]
+    found = on_every_runner(classify, "c", "SELECT doc_id, row, classifier_score FROM examples ORDER BY doc_id")
     assert found[0] == found[1] == found[2] != []
 
 

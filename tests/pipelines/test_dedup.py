@@ -12,7 +12,7 @@ import pytest
 from refsift import catalog, cli
 from refsift.kernels import minhash
 from tests.browser import open_page
-from tests.conftest import held_out, write_jsonl
+from tests.conftest import failing_commit, held_out, write_jsonl
 
 SETTINGS = minhash.MinHashSettings()
 
@@ -153,20 +153,9 @@ def test_select_leaves_out_near_copies_and_exact_ones_by_default(planted, prose_
 
 def test_a_dedup_run_stopped_midway_resumes_to_the_same_clusters(planted, tmp_path, monkeypatch, capsys):
     d, _ = planted
-    from refsift.transforms import commit_chunks
-
-    real, calls = commit_chunks.write_table, []
-
-    def fails_on_the_fifth(table, path):
-        calls.append(path)
-        if len(calls) == 5:
-            raise OSError(5, "Input/output error")
-        return real(table, path)
-
-    monkeypatch.setattr(commit_chunks, "write_table", fails_on_the_fifth)
     args = ["dedup", "--input", str(d / "web.jsonl"), "--out", str(tmp_path / "cut"), "--chunk-size", "8K"]
-    assert cli.main(args) == 2 and "--resume" in capsys.readouterr().err
-    monkeypatch.setattr(commit_chunks, "write_table", real)
+    with failing_commit(monkeypatch, 5):
+        assert cli.main(args) == 2 and "--resume" in capsys.readouterr().err
     assert cli.main([*args, "--resume"]) == 0
     query = "SELECT doc_id, cluster_id, cluster_size, kept, exact, jaccard FROM duplicates ORDER BY doc_id"
     assert catalog.query(str(tmp_path / "cut"), query)[1] == catalog.query(str(d / "dedup"), query)[1]

@@ -12,7 +12,7 @@ from refsift import catalog, cli
 from refsift.jobs import rundir
 from refsift.kernels import classifier
 from refsift.kernels.scores import predictive_strength
-from tests.conftest import held_out, write_jsonl
+from tests.conftest import failing_commit, held_out, write_jsonl
 
 
 def authors_count(losses: dict[str, float], benchmark: dict[str, float]) -> int:
@@ -157,20 +157,9 @@ def test_a_classification_run_stopped_midway_resumes_to_the_same_result(ladder_r
     write_jsonl(corpus, [{"id": f"d{i}", "text": t} for i, t in enumerate(held_out("prose", 30) * 4)])
     args = ["classify", "--classifier", str(clf), "--input", str(corpus), "--chunk-size", "8K"]
     assert cli.main([*args, "--out", str(tmp_path / "whole")]) == 0
-    from refsift.transforms import commit_chunks
-
-    real, calls = commit_chunks.write_table, []
-
-    def fails_on_the_fourth(table, path):
-        calls.append(path)
-        if len(calls) == 4:
-            raise OSError(5, "Input/output error")
-        return real(table, path)
-
-    monkeypatch.setattr(commit_chunks, "write_table", fails_on_the_fourth)
-    assert cli.main([*args, "--out", str(tmp_path / "cut")]) == 2
+    with failing_commit(monkeypatch, 4):
+        assert cli.main([*args, "--out", str(tmp_path / "cut")]) == 2
     assert "--resume" in capsys.readouterr().err
-    monkeypatch.setattr(commit_chunks, "write_table", real)
     assert cli.main([*args, "--out", str(tmp_path / "cut"), "--resume"]) == 0
     query = "SELECT doc_id, row, classifier_score FROM examples ORDER BY doc_id"
     assert catalog.query(str(tmp_path / "cut"), query)[1] == catalog.query(str(tmp_path / "whole"), query)[1]
