@@ -87,6 +87,18 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["refsift", *args], code, out.getvalue(), err.getvalue())
 
 
+def snapshot(run) -> dict:
+    """Everything a scoring run computed, in a canonical order (examples' nll_model last)."""
+    from refsift import catalog
+
+    q = {
+        "examples": "SELECT doc_id, input, row, n_tokens, n_bytes, nll_model FROM examples ORDER BY doc_id",
+        "tokens": 'SELECT doc_id, "window", token_ids, nll_model FROM tokens ORDER BY doc_id, "window"',
+        "rejected": "SELECT input, row, reason FROM rejected ORDER BY input, row",
+    }
+    return {name: catalog.query(str(run), sql)[1] for name, sql in q.items()}
+
+
 @contextlib.contextmanager
 def failing_commit(monkeypatch, nth: int):
     """Within the block, the `nth` shard write of a chunk job fails with an I/O error, as a

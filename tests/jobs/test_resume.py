@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from refsift import catalog, cli
+from refsift import cli
 from refsift.demo import corpora
-from tests.conftest import write_jsonl
+from tests.conftest import snapshot, write_jsonl
 
 CHUNK = "6K"
 
@@ -44,16 +44,6 @@ def reference_run(tmp_path_factory, corpus, prose_model):
     out = tmp_path_factory.mktemp("reference") / "run"
     assert cli.main(score_args(corpus, out, prose_model)) == 0
     return out
-
-
-def snapshot(run: Path) -> dict:
-    """Everything a run computed, in a canonical order."""
-    q = {
-        "examples": "SELECT doc_id, input, row, n_tokens, n_bytes, nll_model FROM examples ORDER BY doc_id",
-        "tokens": 'SELECT doc_id, "window", token_ids, nll_model FROM tokens ORDER BY doc_id, "window"',
-        "rejected": "SELECT input, row, reason FROM rejected ORDER BY input, row",
-    }
-    return {name: catalog.query(str(run), sql)[1] for name, sql in q.items()}
 
 
 def test_split_file_is_several_tasks_and_reads_as_the_whole_file(reference_run, corpus, prose_model, tmp_path):

@@ -19,7 +19,7 @@ import pytest
 
 from refsift import catalog, cli
 from refsift.demo import corpora
-from tests.conftest import held_out, write_jsonl
+from tests.conftest import held_out, snapshot, write_jsonl
 
 ROOT = Path(__file__).parents[2]
 
@@ -42,20 +42,11 @@ def score_args(corpus, out, model, *extra):
             "--context", "16", "--chunk-size", "4K", "--task-size", "12K", *extra]  # fmt: skip
 
 
-def snapshot(run: Path) -> dict:
-    q = {
-        "examples": "SELECT doc_id, input, row, n_tokens, nll_model FROM examples ORDER BY doc_id",
-        "tokens": 'SELECT doc_id, "window", token_ids, nll_model FROM tokens ORDER BY doc_id, "window"',
-        "rejected": "SELECT input, row, reason FROM rejected ORDER BY input, row",
-    }
-    return {name: catalog.query(str(run), sql)[1] for name, sql in q.items()}
-
-
 def same(a: dict, b: dict) -> None:
     """Equal documents, rows, ids, tokens and rejections; losses equal up to float rounding."""
     assert a["rejected"] == b["rejected"]
-    assert [r[:4] for r in a["examples"]] == [r[:4] for r in b["examples"]]
-    assert [r[4] for r in a["examples"]] == pytest.approx([r[4] for r in b["examples"]], rel=1e-5)
+    assert [r[:-1] for r in a["examples"]] == [r[:-1] for r in b["examples"]]
+    assert [r[-1] for r in a["examples"]] == pytest.approx([r[-1] for r in b["examples"]], rel=1e-5)
     assert [r[:3] for r in a["tokens"]] == [r[:3] for r in b["tokens"]]
 
 
