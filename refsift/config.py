@@ -808,7 +808,13 @@ class ProxyOptions:
     )
     block: int = option(128, low=2, group=PROXIES, help="tokens per training row drawn from --input sources")
     batch_size: int = option(16, low=1, group=PROXIES, help="rows per optimizer step")
-    lr: float = option(2e-3, low=1e-12, group=PROXIES, help="peak learning rate (AdamW, warmup then cosine)")
+    lr: float = option(2e-3, low=1e-12, group=PROXIES, help="peak learning rate of AdamW")
+    schedule: str = option(
+        "cosine",
+        choices=SCHEDULES,
+        group=PROXIES,
+        help="after warmup, the learning rate stays (constant) or falls to 0 along a cosine",
+    )
     warmup_ratio: float = option(0.1, low=0, high=0.99, group=PROXIES, help="share of the steps warming up linearly")
     device: str = option("auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, mps")
     overwrite: bool = option(False, help="replace a directory of the same kind that refsift made before")
@@ -896,6 +902,13 @@ class MixConfig(CorpusOptions, WindowOptions, ProxyOptions):
         3, low=1, high=1000, group=PROXIES, help="seeds of the proposed mixture against natural and uniform"
     )
     seed: int = option(0, group=PROXIES, help="of the sampled mixtures and the held-out share")
+    shared_seed: bool = option(
+        True,
+        flag="--no-shared-seed",
+        group=PROXIES,
+        help="give each searched proxy its own initialisation and data order (by default they share one: common "
+        "random numbers, so that what differs between two proxies is their mixture)",
+    )
 
     def __post_init__(self):
         CorpusOptions.__post_init__(self)

@@ -189,7 +189,8 @@ def _lines(task: Task, limit: int) -> Iterator[tuple[int, bytes | TooLarge | Rea
                 line = handle.readline(limit + 2)  # a record of `limit` bytes and its "\r\n"
                 if not line:
                     break
-                if len(line.rstrip(b"\r\n")) > limit:
+                record = line.rstrip(b"\r\n")
+                if len(record) > limit:
                     size = len(line) + (0 if line.endswith(b"\n") else _skip_line(handle))
                     position += size
                     yield row, TooLarge(size, line[:HEAD], limit)
@@ -197,8 +198,8 @@ def _lines(task: Task, limit: int) -> Iterator[tuple[int, bytes | TooLarge | Rea
                     continue
                 position += len(line)
                 if row == 0 and task.start == 0:
-                    line = line.removeprefix(UTF8_BOM)
-                yield row, line.rstrip(b"\r\n")
+                    record = record.removeprefix(UTF8_BOM)
+                yield row, record
                 row += 1
     except Exception as err:  # zlib.error, EOFError, OSError, ...: the rest of the file is unreadable
         yield row, ReadError(_describe(err))

@@ -191,6 +191,15 @@ def read_eval(cfg, paths: list[str]) -> list[dict]:
     return rows
 
 
+def proxy_settings(cfg, tokenizer_spec: str, tokenizer, *, curve_points: int) -> ProxySettings:
+    """How every proxy of an ablation or a mixture search trains and is measured (its options)."""
+    return ProxySettings(
+        proxy=cfg.proxy, tokenizer=tokenizer_spec, batch_size=cfg.batch_size, lr=cfg.lr, schedule=cfg.schedule,
+        warmup_ratio=cfg.warmup_ratio, curve_points=curve_points, prefix_id=prefix_id(tokenizer, cfg.prefix),
+        max_length=cfg.max_length, context=cfg.context if cfg.windows == "context" else None, device=cfg.device,
+    )  # fmt: skip
+
+
 def train(cfg, jobs: list[dict], settings: ProxySettings, options) -> dict[str, list[dict]]:
     """Trains the jobs not yet committed (one Beam element each), then writes the three tables
     from every job's committed rows; returns them."""
@@ -273,11 +282,7 @@ def run(cfg: AblateConfig, beam_args: list[str] = ()) -> dict:
             claim.reopen()
         jobs = write_jobs(cfg, arms, blocks, planned)
         pq.write_table(pa.Table.from_pylist(held_out), eval_path(cfg.out))
-        settings = ProxySettings(
-            proxy=cfg.proxy, tokenizer=tokenizer_spec, batch_size=cfg.batch_size, lr=cfg.lr,
-            warmup_ratio=cfg.warmup_ratio, curve_points=cfg.curve_points, prefix_id=prefix_id(tokenizer, cfg.prefix),
-            max_length=cfg.max_length, context=cfg.context if cfg.windows == "context" else None, device=cfg.device,
-        )  # fmt: skip
+        settings = proxy_settings(cfg, tokenizer_spec, tokenizer, curve_points=cfg.curve_points)
         tables = train(cfg, jobs, settings, options)
         catalog.build(cfg.out, TABLES, {})
         names = [a.name for a in arms]

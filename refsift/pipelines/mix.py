@@ -7,9 +7,10 @@
     (the mean of the best simulated mixtures) -> validation: proposed, natural and uniform
     over --validate-seeds (TrainProxies again) -> mixture.json, report.html
 
-Every proxy starts from the same initialisation (seed 0) and reads each source's blocks in
-the same order, so what differs between two proxies is their mixture (common random
-numbers). The validation proxies use seeds 1.. so that they are not the fitted runs again.
+Every searched proxy starts from the same initialisation (seed 0) and reads each source's
+blocks in the same order, so what differs between two proxies is their mixture (common
+random numbers; `--no-shared-seed` gives each its own). The validation proxies use seeds
+1.. so that they are not the fitted runs again.
 `refsift select RUN --mix-from DIR` takes the proposed weights.
 """
 
@@ -28,12 +29,12 @@ from refsift.errors import RefsiftError
 from refsift.jobs import rundir, runners
 from refsift.kernels import ablation, mixing
 from refsift.kernels.classifier import spearman
-from refsift.kernels.encode import prefix_id
 from refsift.kernels.proxy import mixture_rows
-from refsift.pipelines.ablate import TABLES, read_eval, resolve_tokenizer, source_blocks, train
-from refsift.transforms.train_proxies import ProxySettings, eval_path, job_path
+from refsift.pipelines.ablate import TABLES, proxy_settings, read_eval, resolve_tokenizer, source_blocks, train
+from refsift.transforms.train_proxies import eval_path, job_path
 
 MIXTURE = "mixture.json"
+SEARCH_SEEDS = 10_000  # the first seed of searched proxies that do not share one (validation seeds stay below)
 
 
 def mix_text(weights: dict[str, float]) -> str:
@@ -99,6 +100,12 @@ def fit(weights: np.ndarray, losses: np.ndarray, held: np.ndarray, seed: int) ->
     }
 
 
+def search_seeds(cfg: MixConfig, n: int) -> list[int]:
+    """The searched proxies' seeds: 0 for all (common random numbers), or with
+    --no-shared-seed one each, apart from the validation seeds 1..--validate-seeds."""
+    return [0] * n if cfg.shared_seed else [SEARCH_SEEDS + i for i in range(n)]
+
+
 def write_rows(cfg: MixConfig, blocks: dict, name: str, shares: dict[str, float], seed: int) -> dict:
     """One proxy's rows under OUT/_jobs/; its job."""
     rows = mixture_rows(blocks, shares, cfg.tokens, cfg.block, seed)
@@ -132,20 +139,17 @@ def run(cfg: MixConfig, beam_args: list[str] = ()) -> dict:
         raise RefsiftError("--target holds no document")
     available = np.array([len(blocks[s]) * cfg.block for s in sources], dtype=np.float64)
     weights, names, held = candidates(cfg, sources, available)
-    settings = ProxySettings(
-        proxy=cfg.proxy, tokenizer=tokenizer_spec, batch_size=cfg.batch_size, lr=cfg.lr,
-        warmup_ratio=cfg.warmup_ratio, curve_points=1, prefix_id=prefix_id(tokenizer, cfg.prefix),
-        max_length=cfg.max_length, context=cfg.context if cfg.windows == "context" else None, device=cfg.device,
-    )  # fmt: skip
+    settings = proxy_settings(cfg, tokenizer_spec, tokenizer, curve_points=1)
     started = time.time()
     protect = [*cfg.inputs, *cfg.targets]
     with rundir.claim(cfg.out, kind="mixture", overwrite=cfg.overwrite, resume=cfg.resume, protect=protect) as claim:
         if claim.resumed:
             claim.reopen()
         pq.write_table(pa.Table.from_pylist(held_out), eval_path(cfg.out))
-        search = [write_rows(cfg, blocks, n, dict(zip(sources, w)), 0) for n, w in zip(names, weights)]
+        seeds = search_seeds(cfg, len(names))
+        search = [write_rows(cfg, blocks, n, dict(zip(sources, w)), s) for n, w, s in zip(names, weights, seeds)]
         losses_by_job = target_losses(train(cfg, search, settings, options)["doc_losses"])
-        losses = np.array([losses_by_job[(n, 0)] for n in names])
+        losses = np.array([losses_by_job[(n, s)] for n, s in zip(names, seeds)])
         model, fitted = fit(weights, losses, held, cfg.seed)
         proposed = mixing.propose(model, available / available.sum(), cap=mixing.caps(available, cfg.tokens,
                                   cfg.max_epochs), seed=cfg.seed + 1)  # fmt: skip

@@ -19,6 +19,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from refsift.jobs import progress
+from refsift.kernels import words
 from refsift.transforms.shared_models import acquire
 
 
@@ -41,7 +42,7 @@ def classified_table(chunk, scores: np.ndarray, schema: pa.Schema) -> pa.Table:
     """The chunk's `examples` table; documents get `n_tokens` (their words) on the way."""
     docs = chunk.documents
     for doc in docs:
-        doc["n_tokens"] = len(doc["text"].split())
+        doc["n_tokens"] = words.count(doc["text"])
     columns = {name: [d[name] for d in docs] for name in ("doc_id", "source", "text", "input", "row", "n_tokens")}
     columns["n_bytes"] = [len(d["text"].encode("utf-8")) for d in docs]
     columns["classifier_score"] = scores

@@ -14,7 +14,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from refsift.jobs import progress
-from refsift.kernels import minhash
+from refsift.kernels import minhash, words
 from refsift.schemas.dedup import DOCUMENTS_SCHEMA, HEAD, bands_schema
 
 KEY_BITS = 20  # a chunk holds fewer than 2^20 documents, a task fewer than 2^20 chunks
@@ -36,7 +36,7 @@ def chunk_tables(chunk, settings: minhash.MinHashSettings) -> dict[str, pa.Table
     hashes = [minhash.content_hash(t) for t in texts]
     exact = np.array([minhash.content_key(h) for h in hashes], dtype=np.uint64)
     for doc, text in zip(docs, texts):
-        doc["n_tokens"] = len(text.split())
+        doc["n_tokens"] = words.count(text)
     documents = {
         "doc_key": keys,
         **{name: [d[name] for d in docs] for name in ("doc_id", "source", "input", "row", "n_tokens")},

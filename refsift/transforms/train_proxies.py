@@ -30,7 +30,8 @@ class ProxySettings:
     Args:
       proxy: "LxW" (a fresh GPT-2-style model) or a model directory to start from.
       tokenizer: the tokenizer's model spec.
-      batch_size, lr, warmup_ratio: training (AdamW, warmup then cosine).
+      batch_size, lr, schedule, warmup_ratio: training (AdamW, linear warmup, then
+        `refsift.kernels.training.SCHEDULES`).
       curve_points: evaluations along training.
       prefix_id, max_length, context, eval_batch_size: held-out scoring, as `refsift score`.
       device: "auto", "cpu", "cuda", ...
@@ -40,6 +41,7 @@ class ProxySettings:
     tokenizer: str
     batch_size: int = 16
     lr: float = 2e-3
+    schedule: str = "cosine"
     warmup_ratio: float = 0.1
     curve_points: int = 4
     prefix_id: int | None = None
@@ -172,7 +174,7 @@ class _TrainFn(beam.DoFn):
 
         warmup = math.ceil(settings.warmup_ratio * steps)
         losses = training.train(
-            model, batches(), steps=steps, lr=settings.lr, warmup=warmup, schedule="cosine", callback=measure
+            model, batches(), steps=steps, lr=settings.lr, warmup=warmup, schedule=settings.schedule, callback=measure
         )
         totals, counts = self._final
         for doc, nats, n in zip(self._documents, totals, counts):

@@ -119,3 +119,26 @@ def test_refusals_come_before_any_work(corpus, prose_model, tmp_path, capsys, ex
     out = tmp_path / "refused"
     assert mix(corpus, prose_model, out, *extra, sources=sources) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_without_a_shared_seed_each_searched_proxy_has_its_own(searched, corpus, prose_model, tmp_path):
+    out = tmp_path / "own"
+    assert mix(corpus, prose_model, out, "--no-shared-seed") == 0
+    seeds = {}
+    for done in (out / "_done").glob("*.json"):
+        arm, _, seed = done.stem.rpartition("-")
+        seeds.setdefault(arm.startswith("validate-"), set()).add(int(seed))
+    assert seeds == {False: set(range(10_000, 10_007)), True: {1, 2}}  # none is a validation run again
+    shared, own = ({s["name"]: s["loss"] for s in json.loads((d / "mixture.json").read_text())["searched"]}
+                   for d in (searched, out))  # fmt: skip
+    assert own.keys() == shared.keys()
+    assert own["natural"] != pytest.approx(shared["natural"])  # the same mixture from another initialisation
+    assert all(own[n] != pytest.approx(own["natural"]) for n in own if n != "natural")
+
+
+def test_the_schedule_reaches_the_proxies(searched, corpus, prose_model, tmp_path):
+    out = tmp_path / "constant"
+    assert mix(corpus, prose_model, out, "--schedule", "constant") == 0
+    cosine, constant = (json.loads((d / "mixture.json").read_text()) for d in (searched, out))
+    assert constant["settings"]["schedule"] == "constant" and cosine["settings"]["schedule"] == "cosine"
+    assert constant["validation"]["natural"] != pytest.approx(cosine["validation"]["natural"])
