@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import apache_beam as beam
@@ -204,6 +204,7 @@ def train(cfg, jobs: list[dict], settings: ProxySettings, options) -> dict[str, 
     """Trains the jobs not yet committed (one Beam element each), then writes the three tables
     from every job's committed rows; returns them."""
     pending = [job for job in jobs if not is_done(cfg.out, job)]
+    settings = replace(settings, threads=runners.threads_per_worker(options))
     if pending:
         pipeline = beam.Pipeline(options=options)
         _ = (

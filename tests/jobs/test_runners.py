@@ -162,6 +162,24 @@ def test_work_that_holds_one_core_runs_a_direct_runner_process_per_core(monkeypa
     assert chosen(["--runner", "portable"], tasks=4, cores=2) == {}
 
 
+def test_workers_sharing_a_machine_share_its_cores_between_their_torch_threads(monkeypatch):
+    from refsift.jobs import runners
+
+    def threads(args: list[str], cores: int) -> int | None:
+        monkeypatch.setattr(runners, "cores", lambda: cores)
+        return runners.threads_per_worker(runners.pipeline_options(args))
+
+    multi = ["--direct_running_mode=multi_processing"]
+    assert threads([*multi, "--direct_num_workers=2"], cores=8) == 4
+    assert threads([*multi, "--direct_num_workers=3"], cores=8) == 2
+    assert threads([*multi, "--direct_num_workers=4"], cores=2) == 1  # never none
+    assert threads([*multi, "--direct_num_workers=0"], cores=8) == 1  # Beam's "a worker per core"
+    assert threads(["--direct_running_mode=multi_threading", "--direct_num_workers=2"], cores=8) == 4
+    assert threads([], cores=8) is None  # one worker: torch's default (every core)
+    assert threads([*multi, "--direct_num_workers=1"], cores=8) is None
+    assert threads(["--runner", "dask", "--direct_num_workers=2", *multi], cores=8) is None
+
+
 def test_a_dask_worker_killed_mid_run_costs_nothing(dask_cluster, corpus, prose_model, reference, tmp_path):
     out = tmp_path / "run"
     code = {}
