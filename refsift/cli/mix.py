@@ -29,12 +29,11 @@ def run(args, beam_args: list[str]) -> None:
     from refsift.jobs.console import format_table
     from refsift.pipelines import mix
     from refsift.reports.ablation import said
+    from refsift.reports.mix import fit_said
 
     record = mix.run(from_args(MixConfig, args), beam_args)
-    fit = record["fit"]
     print(f"proposed: {record['mix']}")
-    print(f"fit: {fit['regressor']}, leave-one-out Spearman {fit['loo_spearman']:.2f}, held-out Spearman "
-          f"{fit['heldout_spearman']:.2f} ({fit['heldout_mixtures']} mixtures)")  # fmt: skip
+    print(f"fit: {fit_said(record['fit'])}")
     rows = [(arm, *losses) for arm, losses in record["validation"].items()]
     seeds = len(rows[0]) - 1
     print(format_table(["mixture", *(f"seed {i}" for i in range(1, seeds + 1))], rows))

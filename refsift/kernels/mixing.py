@@ -26,6 +26,8 @@ from refsift.kernels.classifier import spearman
 MIN_STRENGTH, MAX_STRENGTH, STRENGTHS = 0.1, 5.0, 15
 TEMPERATURE = 0.5  # RegMix's: the prior is natural ** 0.5, renormalised
 
+MIN_HELDOUT = 3  # held-out mixtures a Spearman of the fit needs to say anything
+
 
 def caps(available: np.ndarray, tokens: int, max_epochs: float) -> np.ndarray:
     """The largest weight of each source that keeps it within `max_epochs` of its tokens."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from refsift.pages import html as h
 from refsift.reports.ablation import said
+from refsift.reports.mix import fit_said
 
 
 def write(record: dict, out: str) -> Path:
@@ -29,9 +30,7 @@ def write(record: dict, out: str) -> Path:
         "</code>).</p>"
         + "".join(f"<p class='finding'>{h.esc(said(c))}.</p>" for c in record["comparisons"])
         + f"<h2>Weights</h2>{h.bars(weights, label='share')}"
-        f"<h2>The fit</h2><p>{h.esc(fit['regressor'])}: leave-one-out Spearman {fit['loo_spearman']:.2f} on "
-        f"{fit['fitted_mixtures']} fitted mixtures; Spearman {fit['heldout_spearman']:.2f} on "
-        f"{fit['heldout_mixtures']} held-out mixtures it never saw (red).</p>"
+        f"<h2>The fit</h2><p>{h.esc(fit_said(fit))} (red).</p>"
         f"{h.scatter(points, x_label='predicted loss', y_label='observed loss', colors=colors)}"
         f"<h2>Validation</h2><p>Target loss (nats per token) of a proxy per seed.</p>{validation}"
     )

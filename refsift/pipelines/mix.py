@@ -89,12 +89,12 @@ def fit(weights: np.ndarray, losses: np.ndarray, held: np.ndarray, seed: int) ->
     scored = {name: mixing.loo_spearman(make, train_w, train_y) for name, make in mixing.regressors(seed).items()}
     name = max(scored, key=lambda n: -np.inf if np.isnan(scored[n]) else scored[n])
     model = mixing.regressors(seed)[name]().fit(train_w, train_y)
-    heldout = spearman(model.predict(weights[held]), losses[held]) if held.sum() >= 3 else float("nan")
+    heldout = spearman(model.predict(weights[held]), losses[held]) if held.sum() >= mixing.MIN_HELDOUT else None
     return model, {
         "regressor": name,
-        "loo_spearman": scored[name],
-        "loo_spearman_by_regressor": scored,
-        "heldout_spearman": heldout,
+        "loo_spearman": _number(scored[name]),
+        "loo_spearman_by_regressor": {n: _number(rho) for n, rho in scored.items()},
+        "heldout_spearman": _number(heldout),
         "fitted_mixtures": int((~held).sum()),
         "heldout_mixtures": int(held.sum()),
     }
@@ -104,6 +104,11 @@ def search_seeds(cfg: MixConfig, n: int) -> list[int]:
     """The searched proxies' seeds: 0 for all (common random numbers), or with
     --no-shared-seed one each, apart from the validation seeds 1..--validate-seeds."""
     return [0] * n if cfg.shared_seed else [SEARCH_SEEDS + i for i in range(n)]
+
+
+def _number(rho: float | None) -> float | None:
+    """A Spearman for JSON: null where there is none (too few mixtures, or all alike)."""
+    return None if rho is None or np.isnan(rho) else float(rho)
 
 
 def write_rows(cfg: MixConfig, blocks: dict, name: str, shares: dict[str, float], seed: int) -> dict:

@@ -136,6 +136,15 @@ def test_without_a_shared_seed_each_searched_proxy_has_its_own(searched, corpus,
     assert all(own[n] != pytest.approx(own["natural"]) for n in own if n != "natural")
 
 
+def test_too_few_held_out_mixtures_are_no_test_of_the_fit(corpus, prose_model, tmp_path, capsys):
+    out = tmp_path / "few"
+    assert mix(corpus, prose_model, out, "--heldout", "0.25") == 0  # 1 of 5 sampled mixtures held out
+    fit = json.loads((out / "mixture.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["fit"]
+    assert fit["heldout_mixtures"] == 1 and fit["heldout_spearman"] is None
+    said = "not tested on held-out mixtures: 1 held out, 3 needed (raise --proxies or --heldout)"
+    assert said in capsys.readouterr().out and said in (out / "report.html").read_text()
+
+
 def test_the_schedule_reaches_the_proxies(searched, corpus, prose_model, tmp_path):
     out = tmp_path / "constant"
     assert mix(corpus, prose_model, out, "--schedule", "constant") == 0
