@@ -37,29 +37,30 @@ def char_edit(text: str, share: float, rng: random.Random) -> str:
     return "".join(chars)
 
 
-def write_planted_corpus(path: Path, documents: int, copies: float = 0.16, seed: int = 0) -> dict[str, int]:
+def write_planted_corpus(path: Path, documents: int, copies: float = 0.16, seed: int = 0) -> dict[str, list]:
     """One JSONL file of `documents` distinct-looking records of about 1,200 characters
     (each four passages drawn at random from one of five bundled domains, so that no two
     share more than a passage by chance, however many are drawn) of which a `copies` share
     are planted copies of earlier records, in equal parts edited at 1%, 5% and 10% of their
-    characters and exact. Returns the number of copies planted of each kind."""
+    characters and exact. Returns the planted pairs of each kind: (original id, copy id)."""
     rng = random.Random(seed)
     pools = [corpora.documents(d, target_chars=200) for d in ("prose", "drama", "german", "code", "math")]
-    planted = {kind: 0 for kind, _ in EDITS}
-    recent: list[str] = []  # the originals a copy is drawn from: the last 5,000, so copies spread over the file
+    planted = {kind: [] for kind, _ in EDITS}
+    recent: list[tuple[str, str]] = []  # the originals copies are drawn from: the last 5,000, spread over the file
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(documents):
             if recent and rng.random() < copies:
                 kind, share = rng.choice(EDITS)
-                text = char_edit(rng.choice(recent), share, rng)
-                planted[kind] += 1
+                original, text = rng.choice(recent)
+                text = char_edit(text, share, rng)
+                planted[kind].append((original, f"d{i}"))
             else:
                 text = " ".join(rng.sample(pools[i % len(pools)], 4))
                 if len(recent) < 5000:
-                    recent.append(text)
+                    recent.append((f"d{i}", text))
                 else:
-                    recent[i % 5000] = text
+                    recent[i % 5000] = (f"d{i}", text)
             handle.write(json.dumps({"id": f"d{i}", "text": text}, ensure_ascii=False) + "\n")
     return planted
 

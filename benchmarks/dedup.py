@@ -215,20 +215,32 @@ def quality(args, tmp: Path) -> None:
 
 def speed(args, tmp: Path) -> None:
     corpus = tmp / "speed.jsonl"
-    common.write_planted_corpus(corpus, args.documents)
-    rows = []
+    planted = common.write_planted_corpus(corpus, args.documents)
+    rows, found = [], {}
     _, seconds = refsift_clusters(corpus, tmp / "speed-refsift", ["--direct_num_workers=1"])
     rows.append(("refsift (1 process)", seconds))
     multi = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-    _, seconds = refsift_clusters(corpus, tmp / "speed-refsift-2", multi)
+    found["refsift"], seconds = refsift_clusters(corpus, tmp / "speed-refsift-2", multi)
     rows.append(("refsift (2 workers)", seconds))
     if args.peers:
-        rows.append(("datatrove (2 workers)", peer(args.peers, DATATROVE, corpus, tmp / "speed-dt")["seconds"]))
-        rows.append(("text-dedup (2 procs)", peer(args.peers, TEXT_DEDUP, corpus, tmp / "speed-td")["seconds"]))
+        for tool, script, label in (("datatrove", DATATROVE, "datatrove (2 workers)"),
+                                    ("text-dedup", TEXT_DEDUP, "text-dedup (2 procs)")):  # fmt: skip
+            result = peer(args.peers, script, corpus, tmp / f"speed-{tool}")
+            rows.append((label, result["seconds"]))
+            found[tool] = result["clusters"]
     print(f"{args.documents} documents, {corpus.stat().st_size / 2**20:.1f} MB")
     print(f"{'tool':<22} {'seconds':>8} {'docs/s':>8}")
     for name, seconds in rows:
         print(f"{name:<22} {seconds:>8.1f} {args.documents / seconds:>8.0f}")
+    print("\nplanted copies found (in the same cluster as their original), by kind")
+    print(f"{'tool':<11} " + " ".join(f"{k:>12}" for k in planted))
+    for tool, clusters in found.items():
+        shares = [sum(a in clusters and clusters.get(a) == clusters.get(b) for a, b in pairs) / max(1, len(pairs))
+                  for pairs in planted.values()]  # fmt: skip
+        print(f"{tool:<11} " + " ".join(f"{share:>12.3f}" for share in shares))
+    if "datatrove" in found:
+        ours, theirs = pairs_of(found["refsift"]), pairs_of(found["datatrove"])
+        print(f"pairs: refsift {len(ours):,}, datatrove {len(theirs):,}, both {len(ours & theirs):,}")
 
 
 def child(args) -> None:

@@ -77,7 +77,9 @@ def main() -> None:
                   f"{one / statistics.median(seconds):>8.2f} {max(r['peak_rss_mb'] for r in rs):>11.0f} "
                   f"{max(r['worker_rss_mb'] for r in rs):>9.0f}")  # fmt: skip
 
-        sizes = [int(n) for n in args.memory.split(",")]
+        sizes = [int(n) for n in args.memory.split(",") if n]
+        if not sizes:
+            return
         print(
             f"\npeak RSS (MB) against proxies ({args.tokens:,} tokens each); in one process the launcher is the worker"
         )
