@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import common  # noqa: E402
 
 from refsift import cli  # noqa: E402
+from refsift.reports.mix import fit_said  # noqa: E402
 
 HAND = "code=0.5,math=0.5"  # what a person would type for a code-and-math target
 
@@ -66,8 +67,7 @@ def main() -> None:
 
     fit = record["fit"]
     print(f"\nsearch: {args.proxies} proxies ({args.proxy}, {args.tokens:,} tokens each) in {search_s:.0f} s")
-    print(f"fit: {fit['regressor']}; leave-one-out Spearman {fit['loo_spearman']:.2f}; held-out Spearman "
-          f"{fit['heldout_spearman']:.2f} over {fit['heldout_mixtures']} mixtures")  # fmt: skip
+    print(f"fit: {fit_said(fit)}")
     print("proposed: " + ", ".join(f"{s} {w:.2f}" for s, w in record["weights"].items()))
     print("natural:  " + ", ".join(f"{s} {w:.2f}" for s, w in record["natural"].items()))
     print(f"resume after losing {len(done[::2])} of {len(done)} committed proxies: {resume_s:.0f} s "

@@ -40,6 +40,10 @@ AXES = {
 }  # fmt: skip
 
 
+def rho(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"  # none: too few mixtures to rank
+
+
 def search(inputs, target, tok, out: Path, args, extra: list[str]) -> dict:
     started = time.time()
     argv = ["mix", "--input", *inputs, "--target", target, "--tokenizer", tok, "--proxy", args.proxy,
@@ -80,8 +84,8 @@ def main() -> None:
     for name, r in rows:
         fit, versus = r["fit"], r["versus"]
         print(f"{name:<18} {r['seconds']:>8.0f} {r['spread']:>12.4f} {r['noise']:>8.4f} "
-              f"{r['spread'] / r['noise']:>6.1f} {fit['loo_spearman']:>6.2f} "
-              f"{fit['heldout_spearman']:>6.2f} of {r['heldout']:>2} {versus['difference']:>+11.4f} "
+              f"{r['spread'] / r['noise']:>6.1f} {rho(fit['loo_spearman']):>6} "
+              f"{rho(fit['heldout_spearman']):>6} of {r['heldout']:>2} {versus['difference']:>+11.4f} "
               f"({versus['wins']}/{versus['seeds']})")  # fmt: skip
 
 

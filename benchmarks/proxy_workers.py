@@ -3,9 +3,11 @@ six domains, 2x128 proxies) in one DirectRunner process and in two, and the peak
 a worker as the number of proxies grows.
 
 In one process torch's threads take every core. With two worker processes each gets half
-of them (`refsift.jobs.runners.threads_per_worker`). Each run is its own child process, so
-its peak RSS is its own; with two workers "worker MB" is the larger worker's. Rounds run in
-turn and the medians are reported.
+of them (`refsift.jobs.runners.threads_per_worker`). "1 thread" is one process held to one
+torch thread: against it, two processes of one thread each show how proxies scale with
+workers when each has a core of its own (a machine of more cores than a proxy can use).
+Each run is its own child process, so its peak RSS is its own; with two workers "worker MB"
+is the larger worker's. Rounds run in turn and the medians are reported.
 
     python benchmarks/proxy_workers.py [--proxies 8] [--tokens 25000] [--rounds 2] [--memory 4,8,16]
 """
@@ -27,15 +29,18 @@ import common  # noqa: E402
 TWO = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
-def ablate(case: dict, out: Path, proxies: int, tokens: int, beam_args: list[str]) -> dict:
-    argv = [__file__, "--child", json.dumps({**case, "out": str(out), "proxies": proxies, "tokens": tokens}),
-            *beam_args]  # fmt: skip
-    return common.child(argv)
+def ablate(case: dict, out: Path, proxies: int, tokens: int, beam_args: list[str], threads: int = 0) -> dict:
+    spec = {**case, "out": str(out), "proxies": proxies, "tokens": tokens, "threads": threads}
+    return common.child([__file__, "--child", json.dumps(spec), *beam_args])
 
 
 def child(spec: dict, beam_args: list[str]) -> None:
+    import torch
+
     from refsift import cli
 
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     started = time.perf_counter()
     argv = ["ablate", "--arm", "natural=natural", "--arm", "uniform=uniform", "--input", *spec["inputs"],
             "--eval", spec["target"], "--tokenizer", spec["tokenizer"], "--proxy", "2x128",
@@ -62,20 +67,21 @@ def main() -> None:
         tmp = Path(tmp)
         inputs, target, tok = common.mixing_case(tmp)
         case = {"inputs": inputs, "target": target, "tokenizer": tok}
-        runs = {"1 process": [], "2 processes": []}
+        ways = {"1 process": ([], 0), "1 thread": ([], 1), "2 processes": (TWO, 0)}
+        runs = {name: [] for name in ways}
         for k in range(args.rounds):
-            for name, beam in (("1 process", []), ("2 processes", TWO)):
-                runs[name].append(ablate(case, tmp / f"s-{name[0]}-{k}", args.proxies, args.tokens, beam))
+            for i, (name, (beam, threads)) in enumerate(ways.items()):
+                runs[name].append(ablate(case, tmp / f"s-{i}-{k}", args.proxies, args.tokens, beam, threads))
         print(f"{args.proxies} proxies (2x128, {args.tokens:,} tokens each), {args.rounds} rounds in turn")
-        print(
-            f"{'':<12} {'median s':>8} {'min s':>6} {'max s':>6} {'speed-up':>8} {'launcher MB':>11} {'worker MB':>9}"
-        )
-        one = statistics.median(r["seconds"] for r in runs["1 process"])
+        print(f"{'':<12} {'median s':>8} {'min s':>6} {'max s':>6} {'/ 1 process':>11} {'/ 1 thread':>10} "
+              f"{'launcher MB':>11} {'worker MB':>9}")  # fmt: skip
+        median = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
         for name, rs in runs.items():
             seconds = [r["seconds"] for r in rs]
-            print(f"{name:<12} {statistics.median(seconds):>8.1f} {min(seconds):>6.1f} {max(seconds):>6.1f} "
-                  f"{one / statistics.median(seconds):>8.2f} {max(r['peak_rss_mb'] for r in rs):>11.0f} "
-                  f"{max(r['worker_rss_mb'] for r in rs):>9.0f}")  # fmt: skip
+            rss, worker = max(r["peak_rss_mb"] for r in rs), max(r["worker_rss_mb"] for r in rs)
+            print(f"{name:<12} {median[name]:>8.1f} {min(seconds):>6.1f} {max(seconds):>6.1f} "
+                  f"{median['1 process'] / median[name]:>11.2f} {median['1 thread'] / median[name]:>10.2f} "
+                  f"{rss:>11.0f} {worker:>9.0f}")  # fmt: skip
 
         sizes = [int(n) for n in args.memory.split(",") if n]
         if not sizes:
