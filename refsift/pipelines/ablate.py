@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -191,6 +192,30 @@ def read_eval(cfg, paths: list[str]) -> list[dict]:
     return rows
 
 
+PINNED = "_settings.json"  # the settings a directory's proxies are trained with
+RUNTIME = ("out", "overwrite", "resume", "device")  # what a resumed command may change
+
+
+@contextmanager
+def claim_proxies(cfg, kind: str, protect: list[str]):
+    """Claims `cfg.out` for an ablation or a mixture search. A resumed one must be given the
+    settings it started with, since its committed proxies were trained with them: otherwise
+    one line, and nothing trained or written."""
+    with rundir.claim(cfg.out, kind=kind, overwrite=cfg.overwrite, resume=cfg.resume, protect=protect) as claim:
+        pinned = rundir.join(claim.path, PINNED)
+        current = json.loads(json.dumps({k: v for k, v in vars(cfg).items() if k not in RUNTIME}, default=str))
+        saved = rundir.read_json(pinned) if claim.resumed else None
+        changed = [f"--{k.replace('_', '-')} was {saved.get(k)!r}, now {v!r}" for k, v in current.items()
+                   if saved is not None and saved.get(k) != v]  # fmt: skip
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            raise RefsiftError(f"cannot resume {cfg.out}: {changed[0]}{more}; its proxies were trained so")
+        if claim.resumed:
+            claim.reopen()
+        rundir.write_json(pinned, current)
+        yield claim
+
+
 def proxy_settings(cfg, tokenizer_spec: str, tokenizer, *, curve_points: int) -> ProxySettings:
     """How every proxy of an ablation or a mixture search trains and is measured (its options)."""
     return ProxySettings(
@@ -278,9 +303,7 @@ def run(cfg: AblateConfig, beam_args: list[str] = ()) -> dict:
     held_out = read_eval(cfg, list(cfg.evals))
     protect = [*cfg.inputs, *cfg.evals, *(a.selection for a in arms if a.selection)]
     started = time.time()
-    with rundir.claim(cfg.out, kind="ablation", overwrite=cfg.overwrite, resume=cfg.resume, protect=protect) as claim:
-        if claim.resumed:
-            claim.reopen()
+    with claim_proxies(cfg, "ablation", protect) as claim:
         jobs = write_jobs(cfg, arms, blocks, planned)
         pq.write_table(pa.Table.from_pylist(held_out), eval_path(cfg.out))
         settings = proxy_settings(cfg, tokenizer_spec, tokenizer, curve_points=cfg.curve_points)

@@ -30,7 +30,15 @@ from refsift.jobs import rundir, runners
 from refsift.kernels import ablation, mixing
 from refsift.kernels.classifier import spearman
 from refsift.kernels.proxy import mixture_rows
-from refsift.pipelines.ablate import TABLES, proxy_settings, read_eval, resolve_tokenizer, source_blocks, train
+from refsift.pipelines.ablate import (
+    TABLES,
+    claim_proxies,
+    proxy_settings,
+    read_eval,
+    resolve_tokenizer,
+    source_blocks,
+    train,
+)
 from refsift.transforms.train_proxies import eval_path, job_path
 
 MIXTURE = "mixture.json"
@@ -147,9 +155,7 @@ def run(cfg: MixConfig, beam_args: list[str] = ()) -> dict:
     settings = proxy_settings(cfg, tokenizer_spec, tokenizer, curve_points=1)
     started = time.time()
     protect = [*cfg.inputs, *cfg.targets]
-    with rundir.claim(cfg.out, kind="mixture", overwrite=cfg.overwrite, resume=cfg.resume, protect=protect) as claim:
-        if claim.resumed:
-            claim.reopen()
+    with claim_proxies(cfg, "mixture", protect) as claim:
         pq.write_table(pa.Table.from_pylist(held_out), eval_path(cfg.out))
         seeds = search_seeds(cfg, len(names))
         search = [write_rows(cfg, blocks, n, dict(zip(sources, w)), s) for n, w, s in zip(names, weights, seeds)]

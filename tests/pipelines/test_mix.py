@@ -121,6 +121,27 @@ def test_refusals_come_before_any_work(corpus, prose_model, tmp_path, capsys, ex
     assert message in capsys.readouterr().err and not out.exists()
 
 
+def test_resume_refuses_settings_other_than_the_proxies_were_trained_with(
+    searched, corpus, prose_model, tmp_path, capsys
+):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(searched, copy, ignore=shutil.ignore_patterns(".lock"))
+    done = sorted((copy / "_done").glob("*.json"))
+    done[0].unlink()  # one proxy left to train
+    (copy / ".refsift").write_text(json.dumps({"kind": "mixture", "status": "running"}))
+
+    def files() -> dict[str, int]:
+        return {str(p.relative_to(copy)): p.stat().st_mtime_ns for p in copy.rglob("*") if p.name != ".lock"}
+
+    before = files()
+    assert mix(corpus, prose_model, copy, "--resume", "--lr", "1e-3", "--schedule", "constant") == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "--lr was 0.002, now 0.001 (and 1 more)" in err
+    assert files() == before  # nothing trained or written
+
+
 def test_without_a_shared_seed_each_searched_proxy_has_its_own(searched, corpus, prose_model, tmp_path):
     out = tmp_path / "own"
     assert mix(corpus, prose_model, out, "--no-shared-seed") == 0
