@@ -3,7 +3,7 @@ six domains, 2x128 proxies) in one DirectRunner process and in two, and the peak
 a worker as the number of proxies grows.
 
 In one process torch's threads take every core. With two worker processes each gets half
-of them (`refsift.jobs.runners.threads_per_worker`). "1 thread" is one process held to one
+of them (`refsift.jobs.runners.worker_threads`). "1 thread" is one process held to one
 torch thread: against it, two processes of one thread each show how proxies scale with
 workers when each has a core of its own (a machine of more cores than a proxy can use).
 Each run is its own child process, so its peak RSS is its own; with two workers "worker MB"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextlib import contextmanager
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -52,16 +53,34 @@ def per_core(options: PipelineOptions, tasks: int, size: int) -> PipelineOptions
     )
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def threads_per_worker(options: PipelineOptions) -> int | None:
-    """torch's threads for each worker when the DirectRunner runs several on this machine
-    (processes or threads: they share its cores, and torch would give each of them every
-    core: an 8-proxy ablation took 71 s in two processes against 19 s in one, on 2 cores);
-    None elsewhere (torch's own default)."""
+    """The threads each worker process may use when the DirectRunner runs several on this
+    machine: they share its cores, where torch would give each of them every core (an
+    8-proxy ablation took 71 s in two processes against 19 s in one, on 2 cores). None
+    elsewhere: one process, threads of one process, or another runner's machines."""
     direct = options.view_as(DirectOptions)
-    if _direct(options) is None or direct.direct_running_mode not in ("multi_processing", "multi_threading"):
+    if _direct(options) is None or direct.direct_running_mode != "multi_processing":
         return None
     workers = direct.direct_num_workers or cores()  # 0: Beam's "as many as cores"
     return max(1, cores() // workers) if workers > 1 else None
+
+
+@contextmanager
+def worker_threads(options: PipelineOptions):
+    """While a job runs, the worker processes it starts get `threads_per_worker` threads
+    for torch and BLAS (OMP_NUM_THREADS and its kin, read when a worker imports them),
+    unless the environment already sets them."""
+    threads = threads_per_worker(options)
+    unset = [name for name in THREAD_VARIABLES if name not in os.environ] if threads else []
+    os.environ.update({name: str(threads) for name in unset})
+    try:
+        yield
+    finally:
+        for name in unset:
+            os.environ.pop(name, None)
 
 
 def _direct(options: PipelineOptions) -> dict | None:
@@ -243,7 +262,7 @@ def run_job(pipeline, out: str, *, what: str = "run", resumable: bool = True) ->
     are committed and that `--resume` finishes the run."""
     if on_dask(pipeline.options):
         join_sinks(pipeline)
-    with console.worker_output() as log_file:
+    with console.worker_output() as log_file, worker_threads(pipeline.options):
         try:
             finish(pipeline.run())
         except (KeyboardInterrupt, Exception) as err:

@@ -22,7 +22,7 @@ import json
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
@@ -229,7 +229,6 @@ def train(cfg, jobs: list[dict], settings: ProxySettings, options) -> dict[str, 
     """Trains the jobs not yet committed (one Beam element each), then writes the three tables
     from every job's committed rows; returns them."""
     pending = [job for job in jobs if not is_done(cfg.out, job)]
-    settings = replace(settings, threads=runners.threads_per_worker(options))
     if pending:
         pipeline = beam.Pipeline(options=options)
         _ = (

@@ -35,8 +35,6 @@ class ProxySettings:
       curve_points: evaluations along training.
       prefix_id, max_length, context, eval_batch_size: held-out scoring, as `refsift score`.
       device: "auto", "cpu", "cuda", ...
-      threads: torch's threads in each worker (`refsift.jobs.runners.threads_per_worker`);
-        None: torch's default.
     """
 
     proxy: str
@@ -51,7 +49,6 @@ class ProxySettings:
     context: int | None = 64
     eval_batch_size: int = 8
     device: str = "auto"
-    threads: int | None = None
 
 
 def job_path(out: str, arm: str, seed: int) -> str:
@@ -117,10 +114,6 @@ class _TrainFn(beam.DoFn):
 
         from refsift import models
 
-        if self._settings.threads:
-            import torch
-
-            torch.set_num_threads(self._settings.threads)
         self._tokenizer = models.load_tokenizer(self._settings.tokenizer)
         self._pad = models.pad_id(self._tokenizer)
         self._documents = pq.read_table(eval_path(self._out)).to_pylist()

@@ -174,10 +174,38 @@ def test_workers_sharing_a_machine_share_its_cores_between_their_torch_threads(m
     assert threads([*multi, "--direct_num_workers=3"], cores=8) == 2
     assert threads([*multi, "--direct_num_workers=4"], cores=2) == 1  # never none
     assert threads([*multi, "--direct_num_workers=0"], cores=8) == 1  # Beam's "a worker per core"
-    assert threads(["--direct_running_mode=multi_threading", "--direct_num_workers=2"], cores=8) == 4
+    assert threads(["--direct_running_mode=multi_threading", "--direct_num_workers=2"], cores=8) is None  # one process
     assert threads([], cores=8) is None  # one worker: torch's default (every core)
     assert threads([*multi, "--direct_num_workers=1"], cores=8) is None
     assert threads(["--runner", "dask", "--direct_num_workers=2", *multi], cores=8) is None
+
+
+def test_worker_processes_start_with_their_share_of_the_cores(monkeypatch, tmp_path):
+    import ast
+
+    import apache_beam as beam
+
+    from refsift.jobs import runners
+
+    def _threads_seen(_):
+        import os
+
+        import torch
+
+        yield os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads(), os.getpid()
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runners, "cores", lambda: 2)  # one thread each, fewer than torch's default on 2 cores or more
+    args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    pipeline = beam.Pipeline(options=runners.pipeline_options(args))
+    seen = tmp_path / "seen"
+    _ = (pipeline | beam.Create(range(8)) | beam.Reshuffle() | beam.FlatMap(_threads_seen)
+         | beam.Map(repr) | beam.io.WriteToText(str(seen)))  # fmt: skip
+    runners.run_job(pipeline, str(tmp_path), resumable=False)
+    found = {ast.literal_eval(line) for path in tmp_path.glob("seen*") for line in path.read_text().splitlines()}
+    assert {(env, threads) for env, threads, _ in found} == {("1", 1)}
+    assert os.getpid() not in {pid for _, _, pid in found}  # measured in the worker processes
+    assert "OMP_NUM_THREADS" not in os.environ  # the launcher's environment as it was
 
 
 def test_a_dask_worker_killed_mid_run_costs_nothing(dask_cluster, corpus, prose_model, reference, tmp_path):
