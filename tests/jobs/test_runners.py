@@ -292,5 +292,7 @@ def test_novelty_on_dask_equals_the_direct_runner(dask_cluster, prose_model, cod
     assert cli.main([*argv, "--out", str(tmp_path / "direct")]) == 0
     assert cli.main([*argv, "--out", str(tmp_path / "dask"), *on_dask(dask_cluster)]) == 0
     query = "SELECT sample_id, mode, token_ids, score FROM samples ORDER BY sample_id"
-    rows = catalog.query(str(tmp_path / "dask"), query)[1]
-    assert rows == catalog.query(str(tmp_path / "direct"), query)[1] and len(rows) == 10
+    rows, direct = (catalog.query(str(tmp_path / run), query)[1] for run in ("dask", "direct"))
+    assert [r[:3] for r in rows] == [r[:3] for r in direct] and len(rows) == 10  # the same samples
+    # scores to float precision: Dask's workers run torch on one thread each, which sums in another order
+    assert [r[3] for r in rows] == [pytest.approx(r[3], rel=1e-5, abs=1e-6) for r in direct]
