@@ -91,7 +91,7 @@ def _read_line(raw: bytes) -> tuple[dict | tuple[str, str], bool]:
         return _parse_line_slowly(raw), False
     if type(record) is not dict:
         return ("invalid_json", f"a JSON {type(record).__name__}, not an object"), True
-    if float in map(type, record.values()) and any(type(v) is float and abs(v) >= _BIG for v in record.values()):
+    if float in map(type, record.values()) and any(abs(v) >= _BIG for v in record.values() if type(v) is float):
         return _parse_line_slowly(raw), False  # orjson reads an integer beyond 64 bits as a float: an id would change
     return record, True
 

@@ -18,9 +18,15 @@ _WIDE_SPACE = re.compile(f"[{WIDE_SPACES}]")
 _WORD_BYTE = bytes(0 if chr(b).isspace() else 1 for b in range(128)) + b"\x01" * 128
 
 
+def measure(text: str) -> tuple[int, int]:
+    """(`len(text.split())`, the text's UTF-8 bytes), from one encoding of it."""
+    data = text.encode("utf-8", "surrogatepass")
+    if not text.isascii() and _WIDE_SPACE.search(text):
+        return len(text.split()), len(data)
+    marks = data.translate(_WORD_BYTE)
+    return marks.count(b"\x00\x01") + marks.startswith(b"\x01"), len(data)
+
+
 def count(text: str) -> int:
     """`len(text.split())`."""
-    if not text.isascii() and _WIDE_SPACE.search(text):
-        return len(text.split())
-    marks = text.encode("utf-8", "surrogatepass").translate(_WORD_BYTE)
-    return marks.count(b"\x00\x01") + marks.startswith(b"\x01")
+    return measure(text)[0]

@@ -39,14 +39,12 @@ def local_copy(path: str) -> str:
 
 
 def classified_table(chunk, scores: np.ndarray, schema: pa.Schema) -> pa.Table:
-    """The chunk's `examples` table; documents get `n_tokens` (their words) on the way."""
+    """The chunk's `examples` table; documents get `n_tokens` (their words) and `n_bytes` on the way."""
     docs = chunk.documents
     for doc in docs:
-        doc["n_tokens"] = words.count(doc["text"])
-    columns = {name: [d[name] for d in docs] for name in ("doc_id", "source", "text", "input", "row", "n_tokens")}
-    columns["n_bytes"] = [len(d["text"].encode("utf-8")) for d in docs]
-    columns["classifier_score"] = scores
-    return pa.Table.from_pydict({f.name: columns[f.name] for f in schema}, schema=schema)
+        doc["n_tokens"], doc["n_bytes"] = words.measure(doc["text"])
+    columns = {f.name: [d[f.name] for d in docs] for f in schema if f.name != "classifier_score"}
+    return pa.Table.from_pydict({**columns, "classifier_score": scores}, schema=schema)
 
 
 class _ClassifyFn(beam.DoFn):

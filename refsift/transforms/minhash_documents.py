@@ -36,11 +36,10 @@ def chunk_tables(chunk, settings: minhash.MinHashSettings) -> dict[str, pa.Table
     hashes = [minhash.content_hash(t) for t in texts]
     exact = np.array([minhash.content_key(h) for h in hashes], dtype=np.uint64)
     for doc, text in zip(docs, texts):
-        doc["n_tokens"] = words.count(text)
+        doc["n_tokens"], doc["n_bytes"] = words.measure(text)
     documents = {
         "doc_key": keys,
-        **{name: [d[name] for d in docs] for name in ("doc_id", "source", "input", "row", "n_tokens")},
-        "n_bytes": [len(t.encode("utf-8")) for t in texts],
+        **{name: [d[name] for d in docs] for name in ("doc_id", "source", "input", "row", "n_tokens", "n_bytes")},
         "content_hash": hashes,
         "minhash": pa.array([list(s) if h else [] for s, h in zip(sigs, has)], type=pa.list_(pa.uint64())),
         "head": [t[:HEAD] for t in texts],
